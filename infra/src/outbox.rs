@@ -1,0 +1,57 @@
+//! Writing events to the transactional outbox. The only entry point takes the
+//! caller's transaction, so an event cannot be written outside the business
+//! change it describes.
+use crate::trace_context::TraceParent;
+use proto::{Event, EventId};
+use sqlx::{Postgres, Transaction};
+
+/// The `LISTEN`/`NOTIFY` channel the relay waits on.
+pub const NOTIFY_CHANNEL: &str = "outbox";
+
+/// Appends `event` to the outbox inside `tx` and returns its id. The row and
+/// the notification become visible only when the caller commits.
+#[tracing::instrument(skip_all, fields(event_type = E::TYPE, aggregate_id = %event.aggregate_id()))]
+pub async fn write<E: Event>(
+    tx: &mut Transaction<'_, Postgres>,
+    event: &E,
+    traceparent: Option<&TraceParent>,
+) -> Result<EventId, sqlx::Error> {
+    let aggregate_id = event.aggregate_id();
+    let sequence: i64 = sqlx::query_scalar(
+        "INSERT INTO outbox_sequences (aggregate_type, aggregate_id, last_sequence)
+         VALUES ($1, $2, 1)
+         ON CONFLICT (aggregate_type, aggregate_id)
+         DO UPDATE SET last_sequence = outbox_sequences.last_sequence + 1
+         RETURNING last_sequence",
+    )
+    .bind(E::AGGREGATE_TYPE)
+    .bind(aggregate_id)
+    .fetch_one(&mut **tx)
+    .await?;
+
+    let id = EventId::new();
+    let data = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO outbox
+            (id, event_type, version, aggregate_type, aggregate_id, sequence, data, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id.0)
+    .bind(E::TYPE)
+    .bind(E::VERSION as i32)
+    .bind(E::AGGREGATE_TYPE)
+    .bind(aggregate_id)
+    .bind(sequence)
+    .bind(data)
+    .bind(traceparent.map(ToString::to_string))
+    .execute(&mut **tx)
+    .await?;
+
+    // Delivered at commit (and dropped on rollback), waking the relay at once.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    tracing::debug!(event_id = %id, sequence, "event written to outbox");
+    Ok(id)
+}

@@ -1,0 +1,101 @@
+//! Helpers for integration tests: every test gets its own database, RabbitMQ
+//! vhost and S3 bucket, so tests run in parallel and can be rerun.
+//! Locations come from `TEST_DATABASE_URL`, `TEST_AMQP_URL`,
+//! `TEST_RABBITMQ_API` and `TEST_S3_*`, with local defaults.
+use crate::s3::S3Settings;
+use sqlx::{Connection, Executor, PgConnection};
+use uuid::Uuid;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// A server URL without a database name, e.g. `postgres://postgres@127.0.0.1:5432`.
+pub fn database_server() -> String {
+    env_or("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432")
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_database(label: &str) -> String {
+    let server = database_server();
+    let name = format!("test_{label}_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("PostgreSQL is reachable (see deploy/local/services.sh)");
+    admin
+        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .expect("create test database");
+    format!("{server}/{name}")
+}
+
+/// Creates a vhost on the local RabbitMQ and returns an AMQP URL for it.
+pub async fn fresh_vhost() -> String {
+    let api = env_or("TEST_RABBITMQ_API", "http://guest:guest@127.0.0.1:15672");
+    let vhost = format!("test-{}", Uuid::new_v4().simple());
+    let client = reqwest::Client::new();
+    let url = reqwest::Url::parse(&api).expect("TEST_RABBITMQ_API is a URL");
+    let (user, password) = (url.username().to_owned(), url.password().unwrap_or("").to_owned());
+    let base = format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(15672));
+    let response = client
+        .put(format!("{base}/api/vhosts/{vhost}"))
+        .basic_auth(&user, Some(&password))
+        .send()
+        .await
+        .expect("RabbitMQ management API is reachable (see deploy/local/services.sh)");
+    assert!(response.status().is_success(), "create vhost: {}", response.status());
+    let response = client
+        .put(format!("{base}/api/permissions/{vhost}/{user}"))
+        .basic_auth(&user, Some(&password))
+        .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        .send()
+        .await
+        .expect("set vhost permissions");
+    assert!(response.status().is_success(), "set permissions: {}", response.status());
+    let amqp = env_or("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672");
+    format!("{}/{vhost}", amqp.trim_end_matches('/'))
+}
+
+/// Deletes a vhost made by [`fresh_vhost`] (best effort).
+pub async fn drop_vhost(amqp_url: &str) {
+    let api = env_or("TEST_RABBITMQ_API", "http://guest:guest@127.0.0.1:15672");
+    let Some(vhost) = amqp_url.rsplit('/').next() else { return };
+    let url = reqwest::Url::parse(&api).expect("TEST_RABBITMQ_API is a URL");
+    let base = format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(15672));
+    let _ = reqwest::Client::new()
+        .delete(format!("{base}/api/vhosts/{vhost}"))
+        .basic_auth(url.username(), url.password())
+        .send()
+        .await;
+}
+
+/// S3 settings for the local test server with a new, empty bucket.
+pub async fn fresh_bucket() -> S3Settings {
+    let settings = S3Settings {
+        endpoint: env_or("TEST_S3_ENDPOINT", "http://127.0.0.1:9000"),
+        access_key_id: env_or("TEST_S3_ACCESS_KEY_ID", "local-access-key"),
+        secret_access_key: env_or("TEST_S3_SECRET_ACCESS_KEY", "local-secret-key-change-me"),
+        bucket: format!("test-{}", Uuid::new_v4().simple()),
+        ..S3Settings::default()
+    };
+    settings
+        .client()
+        .create_bucket()
+        .bucket(&settings.bucket)
+        .send()
+        .await
+        .expect("S3 server is reachable (see deploy/local/services.sh)");
+    settings
+}
+
+/// Every key in the bucket.
+pub async fn list_keys(settings: &S3Settings) -> Vec<String> {
+    let client = settings.client();
+    let mut keys = Vec::new();
+    let mut pages = client.list_objects_v2().bucket(&settings.bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.expect("list objects");
+        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+    }
+    keys
+}

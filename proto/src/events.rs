@@ -1,0 +1,88 @@
+//! Event payloads (`data` of the envelope). Field names are the wire format.
+use crate::ids::{ImageId, PostId, UserId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What every payload declares about itself.
+pub trait Event: Serialize {
+    /// The envelope's `type`, also the routing key.
+    const TYPE: &'static str;
+    /// The payload's schema version.
+    const VERSION: u32;
+    /// The kind of aggregate the event belongs to.
+    const AGGREGATE_TYPE: &'static str;
+    /// The aggregate the event belongs to; orders `sequence`.
+    fn aggregate_id(&self) -> Uuid;
+}
+
+/// A post was created with these images, in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostCreated {
+    pub post_id: PostId,
+    pub author_id: UserId,
+    pub image_ids: Vec<ImageId>,
+}
+
+impl Event for PostCreated {
+    const TYPE: &'static str = "post.created";
+    const VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "post";
+    fn aggregate_id(&self) -> Uuid {
+        self.post_id.0
+    }
+}
+
+/// The kind of thing an image belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerType {
+    Post,
+}
+
+/// The owner an image is attached to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    #[serde(rename = "type")]
+    pub owner_type: OwnerType,
+    pub id: Uuid,
+}
+
+/// Final outcome of processing one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessOutcome {
+    Ready,
+    Failed,
+}
+
+/// One built variant of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    /// Preset name, e.g. `1x`.
+    pub name: String,
+    /// File format, e.g. `webp`.
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub url: String,
+}
+
+/// The image service finished (or gave up) building an image's variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageProcessed {
+    pub image_id: ImageId,
+    pub owner: Option<Owner>,
+    pub status: ProcessOutcome,
+    pub variants: Vec<Variant>,
+    pub error: Option<String>,
+}
+
+impl Event for ImageProcessed {
+    const TYPE: &'static str = "image.processed";
+    const VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "image";
+    fn aggregate_id(&self) -> Uuid {
+        self.image_id.0
+    }
+}
