@@ -5,8 +5,9 @@ use futures::StreamExt;
 use lapin::{
     message::Delivery,
     options::{
-        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-        ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
+        BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+        QueueDeclareOptions,
     },
     publisher_confirm::Confirmation,
     types::{AMQPValue, FieldTable, LongString, ShortString},
@@ -48,12 +49,22 @@ pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
     };
     for exchange in topology::EXCHANGES {
         channel
-            .exchange_declare(exchange, ExchangeKind::Topic, durable, FieldTable::default())
+            .exchange_declare(
+                exchange,
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
     }
     // Dead letters are routed by queue name, so a direct exchange suffices.
     channel
-        .exchange_declare(topology::DEAD_LETTERS, ExchangeKind::Direct, durable, FieldTable::default())
+        .exchange_declare(
+            topology::DEAD_LETTERS,
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     for spec in topology::QUEUES {
         declare_queue(channel, &spec).await?;
@@ -72,7 +83,13 @@ async fn declare_queue(channel: &Channel, spec: &QueueSpec) -> lapin::Result<()>
     dlq_args.insert("x-queue-type".into(), long_string("quorum"));
     channel.queue_declare(&dlq, durable, dlq_args).await?;
     channel
-        .queue_bind(&dlq, topology::DEAD_LETTERS, &dlq, QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            &dlq,
+            topology::DEAD_LETTERS,
+            &dlq,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
 
     let mut args = FieldTable::default();
@@ -80,18 +97,33 @@ async fn declare_queue(channel: &Channel, spec: &QueueSpec) -> lapin::Result<()>
     // An explicit limit: a message redelivered this often (a consumer that
     // crashes on it) is dead-lettered instead of looping forever. Never left
     // to the broker's default, which in RabbitMQ 4 silently drops.
-    args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(topology::DELIVERY_LIMIT));
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(topology::DELIVERY_LIMIT),
+    );
     // Where the broker sends what it dead-letters: this queue's own `.dlq`.
-    args.insert("x-dead-letter-exchange".into(), long_string(topology::DEAD_LETTERS));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        long_string(topology::DEAD_LETTERS),
+    );
     args.insert("x-dead-letter-routing-key".into(), long_string(&dlq));
     // At-least-once dead-lettering: the message leaves this queue only once
     // the DLQ has confirmed it (requires reject-publish overflow).
-    args.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        long_string("at-least-once"),
+    );
     args.insert("x-overflow".into(), long_string("reject-publish"));
     channel.queue_declare(spec.name, durable, args).await?;
     for pattern in spec.bindings {
         channel
-            .queue_bind(spec.name, spec.exchange, pattern, QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                spec.name,
+                spec.exchange,
+                pattern,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
     }
     Ok(())
@@ -149,7 +181,9 @@ pub struct Outgoing<'a> {
 impl Publisher {
     pub async fn new(connection: &Connection) -> lapin::Result<Self> {
         let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         Ok(Self { channel })
     }
 
@@ -179,9 +213,9 @@ impl Publisher {
                 Err(e) => Err(PublishError::Broker(e)),
                 Ok(confirm) => match confirm.await {
                     Ok(Confirmation::Ack(None)) => Ok(()),
-                    Ok(Confirmation::Ack(Some(returned))) => Err(PublishError::Returned(
-                        returned.reply_text.to_string(),
-                    )),
+                    Ok(Confirmation::Ack(Some(returned))) => {
+                        Err(PublishError::Returned(returned.reply_text.to_string()))
+                    }
                     Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
                     Ok(Confirmation::NotRequested) => Ok(()),
                     Err(e) => Err(PublishError::Broker(e)),
@@ -195,7 +229,11 @@ impl Publisher {
 
 /// Message properties for an event: persistent, JSON, `message_id` = event
 /// id, `type` = event type, trace context in the headers.
-pub fn event_properties(event_id: &str, event_type: &str, traceparent: Option<&str>) -> BasicProperties {
+pub fn event_properties(
+    event_id: &str,
+    event_type: &str,
+    traceparent: Option<&str>,
+) -> BasicProperties {
     let mut headers = FieldTable::default();
     if let Some(tp) = traceparent {
         headers.insert(TRACEPARENT.into(), long_string(tp));
@@ -251,7 +289,12 @@ pub async fn consume<H: Handler>(
         .await?;
     let dead_letters = Publisher::new(connection).await?;
     let mut consumer = channel
-        .basic_consume(queue, &options.name, BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue,
+            &options.name,
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     let slots = Arc::new(Semaphore::new(options.concurrency.into()));
     let mut tasks = JoinSet::new();
@@ -266,7 +309,11 @@ pub async fn consume<H: Handler>(
             Some(Err(e)) => return Err(e),
             None => break,
         };
-        let permit = slots.clone().acquire_owned().await.expect("semaphore never closes");
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
         let (handler, dead_letters, name) = (handler.clone(), dead_letters.clone(), name.clone());
         tasks.spawn(async move {
             let outcome = handler.handle(&delivery).await;
@@ -295,8 +342,11 @@ async fn settle(
             delivery.ack(BasicAckOptions::default()).await?;
         }
         Outcome::Retry(reason) => {
-            let attempt = header_int(delivery.properties.headers().as_ref(), headers::DELIVERY_COUNT)
-                .unwrap_or(0);
+            let attempt = header_int(
+                delivery.properties.headers().as_ref(),
+                headers::DELIVERY_COUNT,
+            )
+            .unwrap_or(0);
             let delay = backoff(attempt);
             tracing::warn!(%reason, attempt, delay_ms = delay.as_millis() as u64, "transient failure; will retry");
             tokio::time::sleep(delay).await;
@@ -334,11 +384,25 @@ async fn dead_letter(
     let dlq = topology::dead_letter_queue(queue);
     let mut table = delivery.properties.headers().clone().unwrap_or_default();
     table.insert(headers::FAILURE_REASON.into(), long_string(reason));
-    table.insert(headers::ORIGINAL_EXCHANGE.into(), long_string(delivery.exchange.as_str()));
-    table.insert(headers::ORIGINAL_ROUTING_KEY.into(), long_string(delivery.routing_key.as_str()));
+    table.insert(
+        headers::ORIGINAL_EXCHANGE.into(),
+        long_string(delivery.exchange.as_str()),
+    );
+    table.insert(
+        headers::ORIGINAL_ROUTING_KEY.into(),
+        long_string(delivery.routing_key.as_str()),
+    );
     table.insert(headers::CONSUMER.into(), long_string(consumer));
-    table.insert(headers::FAILED_AT.into(), long_string(&chrono::Utc::now().to_rfc3339()));
-    let attempts = header_int(delivery.properties.headers().as_ref(), headers::DELIVERY_COUNT).unwrap_or(0) + 1;
+    table.insert(
+        headers::FAILED_AT.into(),
+        long_string(&chrono::Utc::now().to_rfc3339()),
+    );
+    let attempts = header_int(
+        delivery.properties.headers().as_ref(),
+        headers::DELIVERY_COUNT,
+    )
+    .unwrap_or(0)
+        + 1;
     table.insert(headers::ATTEMPTS.into(), AMQPValue::LongLongInt(attempts));
     let properties = delivery.properties.clone().with_headers(table);
     let result = publisher
@@ -370,6 +434,9 @@ mod tests {
 
     #[test]
     fn the_queue_is_read_from_the_consumer_name() {
-        assert_eq!(consumer_queue("image-service.post-events@host-1"), "image-service.post-events");
+        assert_eq!(
+            consumer_queue("image-service.post-events@host-1"),
+            "image-service.post-events"
+        );
     }
 }

@@ -85,7 +85,12 @@ impl Authenticator {
         }
         Ok(Caller {
             user: UserId(data.claims.sub),
-            scopes: data.claims.scope.split_whitespace().map(str::to_owned).collect(),
+            scopes: data
+                .claims
+                .scope
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }

@@ -26,9 +26,7 @@ pub async fn migrate(
     pool: &sqlx::PgPool,
     service: &sqlx::migrate::Migrator,
 ) -> Result<(), sqlx::migrate::MigrateError> {
-    let mut shared = sqlx::migrate!("./migrations");
-    shared.set_ignore_missing(true);
-    shared.run(pool).await?;
+    outbox::migrate(pool).await?;
     let mut own = sqlx::migrate::Migrator {
         migrations: service.migrations.clone(),
         ..sqlx::migrate::Migrator::DEFAULT

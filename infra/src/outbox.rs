@@ -8,6 +8,13 @@ use sqlx::{Postgres, Transaction};
 /// The `LISTEN`/`NOTIFY` channel the relay waits on.
 pub const NOTIFY_CHANNEL: &str = "outbox";
 
+/// Creates the outbox, sequence and inbox tables (idempotent).
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut shared = sqlx::migrate!("./migrations");
+    shared.set_ignore_missing(true);
+    shared.run(pool).await
+}
+
 /// Appends `event` to the outbox inside `tx` and returns its id. The row and
 /// the notification become visible only when the caller commits.
 #[tracing::instrument(skip_all, fields(event_type = E::TYPE, aggregate_id = %event.aggregate_id()))]

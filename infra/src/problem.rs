@@ -31,7 +31,11 @@ impl Problem {
 
     /// The opaque answer to an unexpected failure; the cause is logged, never sent.
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal server error",
+        )
     }
 
     pub fn status_code(&self) -> StatusCode {
@@ -53,16 +57,23 @@ pub fn json_config(limit: usize) -> actix_web::web::JsonConfig {
         .error_handler(|err, _req| {
             use actix_web::error::JsonPayloadError;
             let problem = match &err {
-                JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-                    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large")
-                }
+                JsonPayloadError::OverflowKnownLength { .. }
+                | JsonPayloadError::Overflow { .. } => Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    "Request body too large",
+                ),
                 JsonPayloadError::ContentType => Problem::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported-media-type",
                     "Unsupported media type",
                 )
                 .with_detail("expected application/json"),
-                _ => Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON body"),
+                _ => Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-json",
+                    "Malformed JSON body",
+                ),
             }
             .with_detail_if_missing(err.to_string());
             actix_web::error::InternalError::from_response(err, problem.to_response()).into()
@@ -81,8 +92,12 @@ pub fn path_config() -> actix_web::web::PathConfig {
 /// Query-string extractor settings answering `400` problem+json.
 pub fn query_config() -> actix_web::web::QueryConfig {
     actix_web::web::QueryConfig::default().error_handler(|err, _req| {
-        let problem = Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query string")
-            .with_detail(err.to_string());
+        let problem = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query string",
+        )
+        .with_detail(err.to_string());
         actix_web::error::InternalError::from_response(err, problem.to_response()).into()
     })
 }

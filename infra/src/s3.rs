@@ -46,7 +46,9 @@ impl fmt::Debug for S3Settings {
 impl S3Settings {
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
         if self.bucket.is_empty() {
-            return Err(format!("setting s3.bucket ({prefix}_S3__BUCKET) must not be empty"));
+            return Err(format!(
+                "setting s3.bucket ({prefix}_S3__BUCKET) must not be empty"
+            ));
         }
         if self.access_key_id.is_empty() || self.secret_access_key.is_empty() {
             return Err(format!(

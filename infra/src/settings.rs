@@ -26,7 +26,9 @@ pub enum Invocation<T> {
 }
 
 /// Reads settings for the process from its arguments and environment.
-pub fn from_args<T: Settings>(args: impl IntoIterator<Item = String>) -> Result<Invocation<T>, String> {
+pub fn from_args<T: Settings>(
+    args: impl IntoIterator<Item = String>,
+) -> Result<Invocation<T>, String> {
     let mut file = std::env::var(format!("{}_CONFIG", T::PREFIX)).ok();
     let mut rest = Vec::new();
     let mut args = args.into_iter();
@@ -55,7 +57,8 @@ pub fn load<T: Settings>(
         .map_err(|e| format!("internal: default settings do not serialise: {e}"))?;
     let mut builder = config::Config::builder().add_source(defaults);
     if let Some(path) = file {
-        builder = builder.add_source(config::File::new(path, config::FileFormat::Toml).required(true));
+        builder =
+            builder.add_source(config::File::new(path, config::FileFormat::Toml).required(true));
     }
     let prefixed: config::Map<String, String> = env
         .into_iter()
@@ -94,7 +97,11 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -176,7 +183,10 @@ mod tests {
     impl Default for Example {
         fn default() -> Self {
             Self {
-                server: Server { port: 80, name: "x".into() },
+                server: Server {
+                    port: 80,
+                    name: "x".into(),
+                },
                 urls: vec!["a".into()],
             }
         }
@@ -191,8 +201,11 @@ mod tests {
     impl Settings for Example {
         const PREFIX: &'static str = "EX";
         const PROGRAM: &'static str = "example";
-        const DOCS: &'static [(&'static str, &'static str)] =
-            &[("server.port", "port"), ("server.name", "name"), ("urls", "urls")];
+        const DOCS: &'static [(&'static str, &'static str)] = &[
+            ("server.port", "port"),
+            ("server.name", "name"),
+            ("urls", "urls"),
+        ];
         fn validate(&self) -> Result<(), String> {
             if self.server.port == 0 {
                 return Err("setting server.port (EX_SERVER__PORT) must not be 0".into());
@@ -202,14 +215,21 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn environment_overrides_defaults_and_lists_split_on_commas() {
         let s: Example = load(
             None,
-            env(&[("EX_SERVER__PORT", "8081"), ("EX_URLS", "p,q"), ("OTHER_X", "1")]),
+            env(&[
+                ("EX_SERVER__PORT", "8081"),
+                ("EX_URLS", "p,q"),
+                ("OTHER_X", "1"),
+            ]),
         )
         .unwrap();
         assert_eq!(s.server.port, 8081);
@@ -231,7 +251,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.toml");
         std::fs::write(&path, "[server]\nport = 9000\nname = \"file\"\n").unwrap();
-        let s: Example = load(Some(path.to_str().unwrap()), env(&[("EX_SERVER__NAME", "env")])).unwrap();
+        let s: Example = load(
+            Some(path.to_str().unwrap()),
+            env(&[("EX_SERVER__NAME", "env")]),
+        )
+        .unwrap();
         assert_eq!((s.server.port, s.server.name.as_str()), (9000, "env"));
         std::fs::remove_dir_all(dir).unwrap();
     }

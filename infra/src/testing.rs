@@ -35,15 +35,27 @@ pub async fn fresh_vhost() -> String {
     let vhost = format!("test-{}", Uuid::new_v4().simple());
     let client = reqwest::Client::new();
     let url = reqwest::Url::parse(&api).expect("TEST_RABBITMQ_API is a URL");
-    let (user, password) = (url.username().to_owned(), url.password().unwrap_or("").to_owned());
-    let base = format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(15672));
+    let (user, password) = (
+        url.username().to_owned(),
+        url.password().unwrap_or("").to_owned(),
+    );
+    let base = format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(15672)
+    );
     let response = client
         .put(format!("{base}/api/vhosts/{vhost}"))
         .basic_auth(&user, Some(&password))
         .send()
         .await
         .expect("RabbitMQ management API is reachable (see deploy/local/services.sh)");
-    assert!(response.status().is_success(), "create vhost: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "create vhost: {}",
+        response.status()
+    );
     let response = client
         .put(format!("{base}/api/permissions/{vhost}/{user}"))
         .basic_auth(&user, Some(&password))
@@ -51,7 +63,11 @@ pub async fn fresh_vhost() -> String {
         .send()
         .await
         .expect("set vhost permissions");
-    assert!(response.status().is_success(), "set permissions: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "set permissions: {}",
+        response.status()
+    );
     let amqp = env_or("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672");
     format!("{}/{vhost}", amqp.trim_end_matches('/'))
 }
@@ -59,9 +75,16 @@ pub async fn fresh_vhost() -> String {
 /// Deletes a vhost made by [`fresh_vhost`] (best effort).
 pub async fn drop_vhost(amqp_url: &str) {
     let api = env_or("TEST_RABBITMQ_API", "http://guest:guest@127.0.0.1:15672");
-    let Some(vhost) = amqp_url.rsplit('/').next() else { return };
+    let Some(vhost) = amqp_url.rsplit('/').next() else {
+        return;
+    };
     let url = reqwest::Url::parse(&api).expect("TEST_RABBITMQ_API is a URL");
-    let base = format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(15672));
+    let base = format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(15672)
+    );
     let _ = reqwest::Client::new()
         .delete(format!("{base}/api/vhosts/{vhost}"))
         .basic_auth(url.username(), url.password())
@@ -92,10 +115,18 @@ pub async fn fresh_bucket() -> S3Settings {
 pub async fn list_keys(settings: &S3Settings) -> Vec<String> {
     let client = settings.client();
     let mut keys = Vec::new();
-    let mut pages = client.list_objects_v2().bucket(&settings.bucket).into_paginator().send();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(&settings.bucket)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.expect("list objects");
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
     }
     keys
 }

@@ -50,7 +50,11 @@ impl TraceParent {
         if trace_id == 0 || span_id == 0 {
             return None;
         }
-        Some(Self { trace_id, span_id, flags })
+        Some(Self {
+            trace_id,
+            span_id,
+            flags,
+        })
     }
 
     /// Continues a remote context when there is a valid one, else starts anew.
@@ -87,10 +91,7 @@ impl actix_web::FromRequest for TraceParent {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let header = req
-            .headers()
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok());
+        let header = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
         std::future::ready(Ok(Self::continue_from(header)))
     }
 }

@@ -1,1 +1,7 @@
+//! The outbox relay: publishes committed outbox rows of any number of service
+//! databases to RabbitMQ, at least once, with publisher confirms.
+#![forbid(unsafe_code)]
 
+pub mod configuration;
+pub mod relay;
+pub mod startup;

@@ -54,10 +54,11 @@ impl RawEnvelope {
                 version: self.version,
             });
         }
-        let data = serde_json::from_value(self.data).map_err(|e| DecodeError::MalformedPayload {
-            event_type: self.event_type.clone(),
-            reason: e.to_string(),
-        })?;
+        let data =
+            serde_json::from_value(self.data).map_err(|e| DecodeError::MalformedPayload {
+                event_type: self.event_type.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(Envelope {
             id: self.id,
             event_type: self.event_type,

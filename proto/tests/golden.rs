@@ -20,7 +20,10 @@ fn round_trip<E: Event + DeserializeOwned + PartialEq + std::fmt::Debug>(
         .unwrap()
         .decode::<E>()
         .unwrap();
-    assert_eq!(parsed, expected, "golden file {name} no longer parses to the expected event");
+    assert_eq!(
+        parsed, expected,
+        "golden file {name} no longer parses to the expected event"
+    );
     assert_eq!(
         serde_json::to_value(&expected).unwrap(),
         json,
@@ -69,7 +72,10 @@ fn image_processed_matches_its_golden_file() {
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01".into()),
             data: ImageProcessed {
                 image_id: ImageId(IMAGE_A),
-                owner: Some(Owner { owner_type: OwnerType::Post, id: POST }),
+                owner: Some(Owner {
+                    owner_type: OwnerType::Post,
+                    id: POST,
+                }),
                 status: ProcessOutcome::Ready,
                 variants: vec![Variant {
                     name: "1x".into(),
@@ -105,7 +111,10 @@ fn an_unknown_type_or_version_is_a_permanent_decode_error() {
         .unwrap()
         .decode::<PostCreated>()
         .unwrap_err();
-    assert!(matches!(err, DecodeError::UnsupportedVersion { version: 2, .. }), "{err}");
+    assert!(
+        matches!(err, DecodeError::UnsupportedVersion { version: 2, .. }),
+        "{err}"
+    );
 
     let err = RawEnvelope::parse(golden("post.created").to_string().as_bytes())
         .unwrap()
@@ -113,5 +122,8 @@ fn an_unknown_type_or_version_is_a_permanent_decode_error() {
         .unwrap_err();
     assert!(matches!(err, DecodeError::UnknownType(_)), "{err}");
 
-    assert!(matches!(RawEnvelope::parse(b"{not json"), Err(DecodeError::Malformed(_))));
+    assert!(matches!(
+        RawEnvelope::parse(b"{not json"),
+        Err(DecodeError::Malformed(_))
+    ));
 }

@@ -1,0 +1,136 @@
+//! The relay's settings (`RELAY_` prefix).
+use infra::{settings, telemetry::LogSettings};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub admin: AdminSettings,
+    pub amqp: AmqpSettings,
+    pub outbox: OutboxSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminSettings {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8082,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AmqpSettings {
+    pub url: String,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutboxSettings {
+    pub database_urls: Vec<String>,
+    pub batch_size: u32,
+    pub poll_interval_ms: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            database_urls: vec![
+                "postgres://postgres@127.0.0.1:5432/posts".into(),
+                "postgres://postgres@127.0.0.1:5432/images".into(),
+            ],
+            batch_size: 200,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+impl settings::Settings for Settings {
+    const PREFIX: &'static str = "RELAY";
+    const PROGRAM: &'static str = "outbox-relay";
+    const DOCS: &'static [(&'static str, &'static str)] = &[
+        ("admin.host", "Address of the health endpoint."),
+        ("admin.port", "Port of the health endpoint."),
+        (
+            "amqp.url",
+            "RabbitMQ URL, with vhost (e.g. amqp://user:pass@host:5672/%2f).",
+        ),
+        (
+            "outbox.database_urls",
+            "PostgreSQL URLs of the databases whose `outbox` table is relayed.",
+        ),
+        ("outbox.batch_size", "Rows claimed and published per batch."),
+        (
+            "outbox.poll_interval_ms",
+            "Poll interval when no notification arrives (safety net for LISTEN/NOTIFY).",
+        ),
+        ("log.format", "auto, json or text."),
+        ("log.filter", "tracing filter directives (RUST_LOG wins)."),
+    ];
+
+    fn validate(&self) -> Result<(), String> {
+        if self.outbox.database_urls.is_empty() {
+            return Err(
+                "setting outbox.database_urls (RELAY_OUTBOX__DATABASE_URLS) needs at least one URL"
+                    .into(),
+            );
+        }
+        if let Some(bad) = self
+            .outbox
+            .database_urls
+            .iter()
+            .find(|u| !u.starts_with("postgres"))
+        {
+            return Err(format!(
+                "setting outbox.database_urls (RELAY_OUTBOX__DATABASE_URLS): `{bad}` is not a postgres:// URL"
+            ));
+        }
+        if !(1..=10_000).contains(&self.outbox.batch_size) {
+            return Err(
+                "setting outbox.batch_size (RELAY_OUTBOX__BATCH_SIZE) must be 1..=10000".into(),
+            );
+        }
+        if self.outbox.poll_interval_ms == 0 {
+            return Err(
+                "setting outbox.poll_interval_ms (RELAY_OUTBOX__POLL_INTERVAL_MS) must be positive"
+                    .into(),
+            );
+        }
+        if !self.amqp.url.starts_with("amqp") {
+            return Err("setting amqp.url (RELAY_AMQP__URL) must be an amqp:// URL".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_is_documented() {
+        assert_eq!(settings::undocumented::<Settings>(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        settings::Settings::validate(&Settings::default()).unwrap();
+    }
+}

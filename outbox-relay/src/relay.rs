@@ -1,0 +1,217 @@
+//! Claims committed outbox rows, publishes them with confirms, and marks them
+//! published only after the broker confirmed them. A crash between publish
+//! and mark causes a duplicate (consumers deduplicate), never a loss.
+//!
+//! Rows are claimed with `FOR UPDATE SKIP LOCKED` in `position` order among
+//! *all* unpublished rows, not "after the last position seen", so a row whose
+//! transaction commits late (with a lower position) is still found.
+use chrono::{DateTime, Utc};
+use infra::amqp::{event_properties, Outgoing, Publisher};
+use proto::{topology, Envelope};
+use sqlx::PgPool;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Debug, sqlx::FromRow)]
+struct OutboxRow {
+    position: i64,
+    id: Uuid,
+    event_type: String,
+    version: i32,
+    aggregate_type: String,
+    aggregate_id: Uuid,
+    sequence: i64,
+    data: serde_json::Value,
+    traceparent: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub claimed: usize,
+    pub published: usize,
+    pub failed: usize,
+}
+
+/// Relays one database's outbox.
+pub struct Relay {
+    pool: PgPool,
+    publisher: Publisher,
+    batch_size: i64,
+    /// Names the source in logs without exposing credentials.
+    source: String,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, publisher: Publisher, batch_size: u32, source: String) -> Self {
+        Self {
+            pool,
+            publisher,
+            batch_size: batch_size.into(),
+            source,
+        }
+    }
+
+    /// Claims up to one batch, publishes it and marks what was confirmed.
+    #[tracing::instrument(skip_all, fields(source = %self.source))]
+    pub async fn publish_batch(&self) -> anyhow::Result<BatchOutcome> {
+        use anyhow::Context;
+        let mut tx = self.pool.begin().await.context("begin claim transaction")?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT position, id, event_type, version, aggregate_type, aggregate_id,
+                    sequence, data, traceparent, created_at
+             FROM outbox
+             WHERE published_at IS NULL
+             ORDER BY position
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.batch_size)
+        .fetch_all(&mut *tx)
+        .await
+        .context("claim outbox rows")?;
+        if rows.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+
+        let bodies: Vec<Vec<u8>> = rows.iter().map(envelope_bytes).collect();
+        let mut messages = Vec::with_capacity(rows.len());
+        for (row, body) in rows.iter().zip(&bodies) {
+            let exchange = topology::exchange_for(&row.event_type).unwrap_or(topology::POST_EVENTS);
+            messages.push(Outgoing {
+                exchange,
+                routing_key: &row.event_type,
+                body,
+                properties: event_properties(
+                    &row.id.to_string(),
+                    &row.event_type,
+                    row.traceparent.as_deref(),
+                ),
+            });
+        }
+        let results = self.publisher.publish_all(messages).await;
+
+        // A row is marked only if it and every earlier row of its aggregate in
+        // this batch were confirmed, so a failed event is retried before the
+        // later events of its aggregate are considered done.
+        let mut blocked = HashSet::new();
+        let mut confirmed = Vec::new();
+        let mut failed = 0;
+        for (row, result) in rows.iter().zip(results) {
+            match result {
+                Ok(()) if !blocked.contains(&row.aggregate_id) => confirmed.push(row.position),
+                Ok(()) => failed += 1,
+                Err(e) => {
+                    tracing::warn!(event_id = %row.id, event_type = %row.event_type, error = %e, "publish failed; will retry");
+                    blocked.insert(row.aggregate_id);
+                    failed += 1;
+                }
+            }
+        }
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE position = ANY($1)")
+            .bind(&confirmed)
+            .execute(&mut *tx)
+            .await
+            .context("mark rows published")?;
+        tx.commit().await.context("commit published marks")?;
+        tracing::debug!(
+            claimed = rows.len(),
+            published = confirmed.len(),
+            failed,
+            "batch relayed"
+        );
+        Ok(BatchOutcome {
+            claimed: rows.len(),
+            published: confirmed.len(),
+            failed,
+        })
+    }
+
+    /// Publishes until the outbox is empty, then waits for a notification or
+    /// the poll interval, until `cancel` fires.
+    pub async fn run(
+        &self,
+        poll_interval: Duration,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(infra::outbox::NOTIFY_CHANNEL).await?;
+        let mut failures = 0u32;
+        while !cancel.is_cancelled() {
+            let wait = match self.drain().await {
+                Ok(true) => {
+                    failures = 0;
+                    poll_interval
+                }
+                Ok(false) | Err(_) => {
+                    failures += 1;
+                    // Back off while the broker or database misbehaves.
+                    Duration::from_millis((100u64 << failures.min(7)).min(10_000))
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                // `try_recv` returns `Ok(None)` when the connection dropped;
+                // sqlx reconnects on the next call, and the drain above
+                // catches anything missed meanwhile.
+                _ = listener.try_recv() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes batches until one comes back short. `Ok(false)` when some
+    /// messages failed and the caller should back off.
+    async fn drain(&self) -> anyhow::Result<bool> {
+        loop {
+            match self.publish_batch().await {
+                Ok(outcome) if outcome.failed > 0 => return Ok(false),
+                Ok(outcome) if outcome.claimed < self.batch_size as usize => return Ok(true),
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(error = ?e, source = %self.source, "relay batch failed");
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+fn envelope_bytes(row: &OutboxRow) -> Vec<u8> {
+    let envelope = Envelope {
+        id: row.id,
+        event_type: row.event_type.clone(),
+        version: row.version as u32,
+        aggregate_type: row.aggregate_type.clone(),
+        aggregate_id: row.aggregate_id,
+        sequence: row.sequence,
+        occurred_at: row.created_at,
+        traceparent: row.traceparent.clone(),
+        data: &row.data,
+    };
+    serde_json::to_vec(&envelope).expect("an envelope of JSON values serialises")
+}
+
+/// `host:port/database` of a URL, without credentials, for logs.
+pub fn describe_source(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    rest.split('?').next().unwrap_or(rest).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_source;
+
+    #[test]
+    fn sources_are_described_without_credentials() {
+        assert_eq!(
+            describe_source("postgres://user:secret@db:5432/posts?sslmode=require"),
+            "db:5432/posts"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! Builds the relay: one relay loop per outbox database, sharing one AMQP
+//! connection, plus the admin HTTP server with `/healthz`.
+use crate::{
+    configuration::Settings,
+    relay::{describe_source, Relay},
+};
+use actix_web::{dev::Server, web, App, HttpServer};
+use anyhow::Context;
+use std::{net::TcpListener, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    settings: Settings,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let address = format!("{}:{}", settings.admin.host, settings.admin.port);
+        let listener = TcpListener::bind(&address).with_context(|| format!("bind {address}"))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(|| {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .route("/healthz", web::get().to(infra::health::healthz))
+                .default_service(web::to(infra::problem::not_found))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            settings,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until `cancel` fires, then finishes the batches in flight and exits.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        let relays = run_relays(self.settings, cancel.clone());
+        relays.await;
+        handle.stop(true).await;
+        let _ = server.await;
+        Ok(())
+    }
+}
+
+/// Keeps a connection to the broker and one relay loop per database,
+/// reconnecting with backoff when the broker goes away.
+async fn run_relays(settings: Settings, cancel: CancellationToken) {
+    let poll = Duration::from_millis(settings.outbox.poll_interval_ms);
+    let mut attempt = 0u32;
+    while !cancel.is_cancelled() {
+        match relay_once(&settings, poll, cancel.clone()).await {
+            Ok(()) => break,
+            Err(e) => {
+                attempt += 1;
+                let delay = Duration::from_millis((200u64 << attempt.min(6)).min(10_000));
+                tracing::error!(error = ?e, delay_ms = delay.as_millis() as u64, "relay stopped; restarting");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn relay_once(
+    settings: &Settings,
+    poll: Duration,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let connection = infra::amqp::connect(&settings.amqp.url, "outbox-relay")
+        .await
+        .context("connect to RabbitMQ")?;
+    let setup = connection.create_channel().await?;
+    infra::amqp::declare_topology(&setup)
+        .await
+        .context("declare topology")?;
+    let _ = setup.close(200, "topology declared").await;
+
+    // A broker failure ends every loop so the connection is rebuilt.
+    let failed = cancel.child_token();
+    let mut loops = tokio::task::JoinSet::new();
+    for url in &settings.outbox.database_urls {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(3)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(url)
+            .with_context(|| format!("database URL for {}", describe_source(url)))?;
+        let publisher = infra::amqp::Publisher::new(&connection).await?;
+        let relay = Relay::new(
+            pool,
+            publisher,
+            settings.outbox.batch_size,
+            describe_source(url),
+        );
+        let token = failed.clone();
+        loops.spawn(async move {
+            let result = relay.run(poll, token.clone()).await;
+            if result.is_err() {
+                token.cancel();
+            }
+            result
+        });
+    }
+    tracing::info!(
+        sources = settings.outbox.database_urls.len(),
+        "relaying outboxes"
+    );
+    let mut outcome = Ok(());
+    while let Some(result) = loops.join_next().await {
+        if let Ok(Err(e)) = result {
+            outcome = Err(e);
+        }
+    }
+    let _ = connection.close(200, "relay stopping").await;
+    if cancel.is_cancelled() {
+        Ok(())
+    } else {
+        outcome.and_then(|()| Err(anyhow::anyhow!("relay loops ended")))
+    }
+}

@@ -1,0 +1,119 @@
+use lapin::{options::BasicGetOptions, Channel, Connection};
+use outbox_relay::relay::Relay;
+use proto::{topology, PostCreated, PostId, UserId};
+use sqlx::PgPool;
+use std::time::{Duration, Instant};
+
+/// A relay over a fresh database and a fresh vhost with the topology declared.
+pub struct TestRelay {
+    pub pool: PgPool,
+    pub relay: Relay,
+    pub amqp_url: String,
+    pub connection: Connection,
+    pub channel: Channel,
+}
+
+pub async fn spawn_relay() -> TestRelay {
+    let database_url = infra::testing::fresh_database("relay").await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(64)
+        .connect(&database_url)
+        .await
+        .expect("connect");
+    infra::outbox::migrate(&pool).await.expect("migrate");
+    let amqp_url = infra::testing::fresh_vhost().await;
+    let connection = infra::amqp::connect(&amqp_url, "relay-test")
+        .await
+        .expect("amqp");
+    let channel = connection.create_channel().await.expect("channel");
+    infra::amqp::declare_topology(&channel)
+        .await
+        .expect("topology");
+    let publisher = infra::amqp::Publisher::new(&connection)
+        .await
+        .expect("publisher");
+    let relay = Relay::new(pool.clone(), publisher, 50, "test".into());
+    TestRelay {
+        pool,
+        relay,
+        amqp_url,
+        connection,
+        channel,
+    }
+}
+
+impl TestRelay {
+    /// Writes a `post.created` event in its own, still open transaction.
+    pub async fn open_event(&self) -> (sqlx::Transaction<'static, sqlx::Postgres>, uuid::Uuid) {
+        let mut tx = self.pool.begin().await.unwrap();
+        let event = PostCreated {
+            post_id: PostId::new(),
+            author_id: UserId("u".into()),
+            image_ids: vec![],
+        };
+        let id = infra::outbox::write(&mut tx, &event, None).await.unwrap();
+        (tx, id.0)
+    }
+
+    pub async fn unpublished(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Every message now in the image service's post-event queue, as event ids.
+    pub async fn drain_queue(&self) -> Vec<uuid::Uuid> {
+        let mut ids = Vec::new();
+        while let Some(message) = self
+            .channel
+            .basic_get(
+                topology::IMAGE_SERVICE_POST_EVENTS.name,
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+        {
+            let envelope = proto::RawEnvelope::parse(&message.delivery.data).unwrap();
+            assert_eq!(
+                message
+                    .delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|m| m.to_string()),
+                Some(envelope.id.to_string()),
+                "message_id must be the event id"
+            );
+            ids.push(envelope.id);
+        }
+        ids
+    }
+
+    pub async fn cleanup(self) {
+        let _ = self.connection.close(200, "done").await;
+        infra::testing::drop_vhost(&self.amqp_url).await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with the last value seen.
+pub async fn eventually<T: std::fmt::Debug, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if start.elapsed() > deadline => {
+                panic!("{what}: not true within {deadline:?}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}

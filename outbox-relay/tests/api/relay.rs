@@ -1,0 +1,121 @@
+use crate::helpers::{eventually, spawn_relay};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn a_row_committed_after_a_later_row_was_published_is_still_published() {
+    let app = spawn_relay().await;
+    let (early_tx, early) = app.open_event().await;
+    let (late_tx, late) = app.open_event().await;
+    late_tx.commit().await.unwrap();
+
+    let first = app.relay.publish_batch().await.unwrap();
+    assert_eq!(
+        first.published, 1,
+        "only the committed row is visible: {first:?}"
+    );
+
+    early_tx.commit().await.unwrap();
+    let second = app.relay.publish_batch().await.unwrap();
+    assert_eq!(
+        second.published, 1,
+        "the late-committing row is found: {second:?}"
+    );
+    assert_eq!(app.relay.publish_batch().await.unwrap().claimed, 0);
+
+    let mut received = app.drain_queue().await;
+    received.sort();
+    let mut expected = vec![early, late];
+    expected.sort();
+    assert_eq!(received, expected);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn concurrent_transactions_committing_out_of_order_are_all_published_exactly_once() {
+    let app = spawn_relay().await;
+    let cancel = CancellationToken::new();
+    let relay = std::sync::Arc::new(app.relay);
+    let background = {
+        let (relay, cancel) = (relay.clone(), cancel.clone());
+        tokio::spawn(async move { relay.run(Duration::from_millis(50), cancel).await })
+    };
+
+    // Open every transaction first (positions 0..n in order), then commit
+    // them in a scrambled order while the relay runs.
+    let n = 40;
+    let mut open = Vec::new();
+    for _ in 0..n {
+        let mut tx = app.pool.begin().await.unwrap();
+        let event = proto::PostCreated {
+            post_id: proto::PostId::new(),
+            author_id: proto::UserId("u".into()),
+            image_ids: vec![],
+        };
+        let id = infra::outbox::write(&mut tx, &event, None).await.unwrap();
+        open.push((tx, id.0));
+    }
+    let mut expected = HashSet::new();
+    let mut order: Vec<usize> = (0..n).collect();
+    // A fixed permutation: odd positions backwards, then even ones forwards.
+    order.sort_by_key(|i| if i % 2 == 1 { (0, n - i) } else { (1, *i) });
+    let mut slots: Vec<Option<_>> = open.into_iter().map(Some).collect();
+    for i in order {
+        let (tx, id) = slots[i].take().unwrap();
+        tx.commit().await.unwrap();
+        expected.insert(id);
+        tokio::task::yield_now().await;
+    }
+
+    let pool = app.pool.clone();
+    eventually("outbox drained", Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            if left == 0 {
+                Ok(())
+            } else {
+                Err(format!("{left} unpublished"))
+            }
+        }
+    })
+    .await;
+    cancel.cancel();
+    background.await.unwrap().unwrap();
+
+    let helper = crate::helpers::TestRelay {
+        relay: std::sync::Arc::try_unwrap(relay)
+            .ok()
+            .expect("relay released"),
+        ..app
+    };
+    let received = helper.drain_queue().await;
+    let unique: HashSet<_> = received.iter().copied().collect();
+    assert_eq!(
+        received.len(),
+        n,
+        "each event once, got {} messages",
+        received.len()
+    );
+    assert_eq!(unique, expected, "every committed event published");
+    assert_eq!(helper.unpublished().await, 0);
+    helper.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_rolled_back_transaction_publishes_nothing() {
+    let app = spawn_relay().await;
+    let (tx, _) = app.open_event().await;
+    tx.rollback().await.unwrap();
+    let (tx, kept) = app.open_event().await;
+    tx.commit().await.unwrap();
+    let outcome = app.relay.publish_batch().await.unwrap();
+    assert_eq!(outcome.published, 1);
+    assert_eq!(app.drain_queue().await, vec![kept]);
+    app.cleanup().await;
+}
