@@ -331,6 +331,60 @@ pub async fn consume<H: Handler>(
     Ok(())
 }
 
+/// Runs [`consume`] on `queue` until `cancel` fires, reconnecting with
+/// backoff whenever the broker connection fails. The topology is declared on
+/// every (re)connect, so a consumer can start before the relay.
+pub async fn consume_forever<H: Handler>(
+    url: &str,
+    queue: &str,
+    options: ConsumerOptions,
+    handler: Arc<H>,
+    cancel: CancellationToken,
+) {
+    let mut failures = 0u32;
+    while !cancel.is_cancelled() {
+        let result = async {
+            let connection = connect(url, &options.name).await?;
+            let setup = connection.create_channel().await?;
+            declare_topology(&setup).await?;
+            let _ = setup.close(200, "topology declared").await;
+            tracing::info!(queue, "consuming");
+            let result = consume(
+                &connection,
+                queue,
+                options.clone(),
+                handler.clone(),
+                cancel.clone(),
+            )
+            .await;
+            let _ = connection.close(200, "consumer stopping").await;
+            result
+        }
+        .await;
+        if cancel.is_cancelled() {
+            break;
+        }
+        failures += 1;
+        let delay = backoff(i64::from(failures));
+        match result {
+            Ok(()) => tracing::warn!(queue, "consumer stream ended; reconnecting"),
+            Err(e) => {
+                tracing::error!(queue, error = %e, delay_ms = delay.as_millis() as u64, "consumer failed; reconnecting")
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// A consumer name unique to this process: `<queue>@<host>-<pid>`.
+pub fn consumer_name(queue: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!("{queue}@{host}-{}", std::process::id())
+}
+
 async fn settle(
     delivery: &Delivery,
     outcome: Outcome,

@@ -118,3 +118,15 @@ pub async fn not_found() -> HttpResponse {
         .with_detail("no such route")
         .to_response()
 }
+
+/// `error: cause: cause…`, for logging an error held by reference.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,4 @@
+//! Image states and the record as stored.
+mod image;
+
+pub use image::{FileState, ImageRecord, ProcessStatus};

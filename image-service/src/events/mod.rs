@@ -1,0 +1,4 @@
+//! Consuming post events.
+mod post_events;
+
+pub use post_events::PostEventsHandler;

@@ -1,0 +1,166 @@
+//! Reads dimensions and orientation from the header, and enforces the size
+//! limits, before anything is decoded.
+use super::Format;
+use image::{ImageDecoder, ImageReader};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+
+/// Upload and decode limits.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub max_pixels: u64,
+    pub max_side: u32,
+    /// Memory the decoder may allocate for one image.
+    pub max_decode_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 25 * 1024 * 1024,
+            max_pixels: 50_000_000,
+            max_side: 16_384,
+            max_decode_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn decoder_limits(&self) -> image::Limits {
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(self.max_side);
+        limits.max_image_height = Some(self.max_side);
+        limits.max_alloc = Some(self.max_decode_bytes);
+        limits
+    }
+}
+
+/// What the header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Width as displayed, after EXIF orientation.
+    pub width: u32,
+    /// Height as displayed, after EXIF orientation.
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("the image header cannot be read: {0}")]
+    Unreadable(String),
+}
+
+/// Reads the header of `bytes` (already sniffed as `format`).
+pub fn probe(bytes: &[u8], format: Format, limits: &Limits) -> Result<Probe, ProbeError> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    reader.limits(limits.decoder_limits());
+    let mut decoder = reader.into_decoder().map_err(classify)?;
+    let (width, height) = decoder.dimensions();
+    check_dimensions(width, height, limits)?;
+    if width == 0 || height == 0 {
+        return Err(ProbeError::Unreadable("zero-sized image".into()));
+    }
+    // Malformed EXIF is ignored: the image is shown as stored.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let (width, height) = if swaps_sides(orientation) {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    Ok(Probe { width, height })
+}
+
+fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), ProbeError> {
+    if width > limits.max_side || height > limits.max_side {
+        return Err(ProbeError::TooLarge(format!(
+            "{width}x{height} exceeds the limit of {} pixels per side",
+            limits.max_side
+        )));
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
+        return Err(ProbeError::TooLarge(format!(
+            "{width}x{height} is {pixels} pixels, over the limit of {}",
+            limits.max_pixels
+        )));
+    }
+    Ok(())
+}
+
+fn classify(error: image::ImageError) -> ProbeError {
+    match error {
+        image::ImageError::Limits(e) => {
+            ProbeError::TooLarge(format!("the image exceeds a limit: {e}"))
+        }
+        other => ProbeError::Unreadable(other.to_string()),
+    }
+}
+
+pub(crate) fn swaps_sides(orientation: image::metadata::Orientation) -> bool {
+    use image::metadata::Orientation::*;
+    matches!(
+        orientation,
+        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::RgbImage::new(width, height)
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn dimensions_come_from_the_header() {
+        let probe = probe(&png(30, 20), Format::Png, &Limits::default()).unwrap();
+        assert_eq!(
+            probe,
+            Probe {
+                width: 30,
+                height: 20
+            }
+        );
+    }
+
+    #[test]
+    fn images_over_the_pixel_or_side_limit_are_too_large() {
+        let limits = Limits {
+            max_pixels: 500,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            probe(&png(30, 20), Format::Png, &limits),
+            Err(ProbeError::TooLarge(_))
+        ));
+        let limits = Limits {
+            max_side: 25,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            probe(&png(30, 20), Format::Png, &limits),
+            Err(ProbeError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn a_corrupt_header_is_unreadable() {
+        let mut bytes = png(4, 4);
+        bytes.truncate(20);
+        assert!(matches!(
+            probe(&bytes, Format::Png, &Limits::default()),
+            Err(ProbeError::Unreadable(_))
+        ));
+    }
+}

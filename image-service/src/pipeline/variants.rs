@@ -1,0 +1,190 @@
+//! Builds the resized, re-encoded variants of one image: decode within the
+//! memory budget, apply EXIF orientation, resize (never upscaling, aspect
+//! kept) and encode lossy WebP. Metadata is not carried over.
+use super::{probe::Limits, Format};
+use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageDecoder, ImageReader};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+
+/// A variant preset: a name and a target width.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preset {
+    pub name: String,
+    pub width: u32,
+}
+
+/// One encoded variant.
+#[derive(Debug, Clone)]
+pub struct BuiltVariant {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub webp: Vec<u8>,
+}
+
+/// Decodes `bytes` and builds every preset. An error means the image cannot
+/// be processed at all (a permanent failure), with a reason for the user.
+pub fn build_variants(
+    bytes: &[u8],
+    format: Format,
+    presets: &[Preset],
+    quality: f32,
+    limits: &Limits,
+) -> Result<Vec<BuiltVariant>, String> {
+    let image = decode_oriented(bytes, format, limits)?;
+    let has_alpha = image.color().has_alpha();
+    let (pixel_type, channels) = if has_alpha {
+        (PixelType::U8x4, 4)
+    } else {
+        (PixelType::U8x3, 3)
+    };
+    let (width, height) = (image.width(), image.height());
+    let pixels = if has_alpha {
+        image.into_rgba8().into_raw()
+    } else {
+        image.into_rgb8().into_raw()
+    };
+    let source =
+        Image::from_vec_u8(width, height, pixels, pixel_type).map_err(|e| e.to_string())?;
+
+    // Largest first, each resized from the previous (smaller) result: the
+    // big source is read once, and each step shrinks by a modest factor.
+    let mut order: Vec<&Preset> = presets.iter().collect();
+    order.sort_by(|a, b| b.width.cmp(&a.width));
+    let mut resizer = Resizer::new();
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    let mut built = Vec::with_capacity(order.len());
+    let mut current: Option<Image> = None;
+    for preset in order {
+        let input = current.as_ref().unwrap_or(&source);
+        let (w, h) = target_size(width, height, preset.width);
+        let output = if (w, h) == (input.width(), input.height()) {
+            input.copy()
+        } else {
+            let mut out = Image::new(w, h, pixel_type);
+            resizer
+                .resize(input, &mut out, &options)
+                .map_err(|e| e.to_string())?;
+            out
+        };
+        let encoder = if channels == 4 {
+            webp::Encoder::from_rgba(output.buffer(), w, h)
+        } else {
+            webp::Encoder::from_rgb(output.buffer(), w, h)
+        };
+        let webp = encoder.encode(quality).to_vec();
+        built.push(BuiltVariant {
+            name: preset.name.clone(),
+            width: w,
+            height: h,
+            webp,
+        });
+        current = Some(output);
+    }
+    // Report in the configured order.
+    built.sort_by_key(|v| presets.iter().position(|p| p.name == v.name));
+    Ok(built)
+}
+
+/// Target size for a preset width: never wider than the source, aspect kept.
+pub fn target_size(width: u32, height: u32, preset_width: u32) -> (u32, u32) {
+    let w = preset_width.min(width).max(1);
+    let h = ((u64::from(height) * u64::from(w) + u64::from(width) / 2) / u64::from(width)).max(1);
+    (w, h as u32)
+}
+
+fn decode_oriented(bytes: &[u8], format: Format, limits: &Limits) -> Result<DynamicImage, String> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    reader.limits(limits.decoder_limits());
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot decode: {e}"))?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presets() -> Vec<Preset> {
+        [("1x", 400), ("2x", 800), ("large", 1600)]
+            .into_iter()
+            .map(|(name, width)| Preset {
+                name: name.into(),
+                width,
+            })
+            .collect()
+    }
+
+    fn encode(image: DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = Vec::new();
+        image.write_to(&mut Cursor::new(&mut out), format).unwrap();
+        out
+    }
+
+    #[test]
+    fn target_sizes_keep_the_aspect_and_never_upscale() {
+        assert_eq!(target_size(4032, 3024, 400), (400, 300));
+        assert_eq!(target_size(3024, 4032, 800), (800, 1067));
+        assert_eq!(target_size(300, 200, 1600), (300, 200));
+        assert_eq!(target_size(10_000, 1, 400), (400, 1));
+    }
+
+    #[test]
+    fn variants_are_lossy_webp_of_the_preset_widths() {
+        let source = DynamicImage::ImageRgb8(image::RgbImage::from_fn(1000, 500, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        }));
+        let bytes = encode(source, image::ImageFormat::Png);
+        let built =
+            build_variants(&bytes, Format::Png, &presets(), 80.0, &Limits::default()).unwrap();
+        let sizes: Vec<_> = built
+            .iter()
+            .map(|v| (v.name.as_str(), v.width, v.height))
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![("1x", 400, 200), ("2x", 800, 400), ("large", 1000, 500)]
+        );
+        for variant in &built {
+            assert_eq!(&variant.webp[..4], b"RIFF");
+            assert_eq!(&variant.webp[12..16], b"VP8 ", "lossy WebP, not VP8L");
+            let decoded =
+                image::load_from_memory_with_format(&variant.webp, image::ImageFormat::WebP)
+                    .unwrap();
+            assert_eq!(
+                (decoded.width(), decoded.height()),
+                (variant.width, variant.height)
+            );
+        }
+    }
+
+    #[test]
+    fn alpha_is_kept() {
+        let source = DynamicImage::ImageRgba8(image::RgbaImage::from_fn(64, 64, |x, _| {
+            image::Rgba([255, 0, 0, if x < 32 { 0 } else { 255 }])
+        }));
+        let bytes = encode(source, image::ImageFormat::Png);
+        let built =
+            build_variants(&bytes, Format::Png, &presets(), 80.0, &Limits::default()).unwrap();
+        let decoded = image::load_from_memory(&built[0].webp).unwrap();
+        assert!(decoded.color().has_alpha());
+        assert_eq!(decoded.to_rgba8().get_pixel(5, 5)[3], 0);
+    }
+
+    #[test]
+    fn garbage_after_a_valid_signature_fails_with_a_reason() {
+        let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+        bytes.extend_from_slice(&[7; 64]);
+        let err =
+            build_variants(&bytes, Format::Png, &presets(), 80.0, &Limits::default()).unwrap_err();
+        assert!(err.contains("cannot decode"), "{err}");
+    }
+}

@@ -1,0 +1,241 @@
+//! Attaching images to posts and building their variants.
+//!
+//! Attaching happens in one transaction together with the inbox record, so a
+//! redelivered `post.created` attaches nothing twice. Processing is driven by
+//! state, not by the message: every attached image still `pending` or
+//! `processing` is (re)built, so a crash after the attach commit is repaired
+//! by the redelivery. Variant keys are deterministic, so rebuilding only
+//! overwrites identical objects.
+use crate::{
+    domain::{FileState, ImageRecord, ProcessStatus},
+    pipeline::{self, Format, Limits, Preset},
+    routes::variant_url,
+    storage::{self, ObjectStore},
+    store::images,
+};
+use anyhow::Context;
+use infra::trace_context::TraceParent;
+use proto::{
+    Envelope, EventId, ImageId, ImageProcessed, Owner, OwnerType, PostCreated, ProcessOutcome,
+    Variant,
+};
+use sqlx::{PgPool, Postgres, Transaction};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+pub struct Processor {
+    pub pool: PgPool,
+    pub store: ObjectStore,
+    pub presets: Vec<Preset>,
+    pub webp_quality: f32,
+    pub limits: Limits,
+    pub public_base_url: String,
+    /// Bounds the images in flight, and so memory and CPU use.
+    pub permits: Arc<Semaphore>,
+}
+
+impl Processor {
+    /// Attaches the post's images. Returns `false` if the event was handled before.
+    #[tracing::instrument(skip_all, fields(event_id = %event.id, post_id = %event.data.post_id))]
+    pub async fn attach_post(
+        &self,
+        event: &Envelope<PostCreated>,
+        trace: &TraceParent,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await.context("begin attach")?;
+        if !infra::inbox::record(&mut tx, EventId(event.id), &event.event_type)
+            .await
+            .context("record inbox")?
+        {
+            tracing::info!("duplicate post.created; attach already done");
+            return Ok(false);
+        }
+        let owner = post_owner(event);
+        let mut seen = std::collections::HashSet::new();
+        for &image_id in &event.data.image_ids {
+            if !seen.insert(image_id) {
+                continue;
+            }
+            let record = images::lock(&mut tx, image_id)
+                .await
+                .context("lock image")?;
+            let refusal = match &record {
+                None => Some("image not found".to_owned()),
+                Some(r) if r.uploader != event.data.author_id => {
+                    Some("image is not an upload of the post's author".into())
+                }
+                Some(r) if r.state == FileState::Deleted => Some("image was deleted".into()),
+                Some(r) if r.state == FileState::Attached && r.owner.as_ref() != Some(&owner) => {
+                    Some("image is attached to another owner".into())
+                }
+                Some(_) => None,
+            };
+            match (refusal, record) {
+                (Some(reason), _) => {
+                    tracing::warn!(image_id = %image_id, %reason, "image not attached");
+                    let event = ImageProcessed {
+                        image_id,
+                        owner: Some(owner.clone()),
+                        status: ProcessOutcome::Failed,
+                        variants: vec![],
+                        error: Some(reason),
+                    };
+                    infra::outbox::write(&mut tx, &event, Some(&trace.child())).await?;
+                }
+                (None, Some(record)) => {
+                    images::attach(&mut tx, image_id, &owner)
+                        .await
+                        .context("attach image")?;
+                    if record.process_status == ProcessStatus::Ready {
+                        // Re-attached with variants already built: report them at once.
+                        let event = ImageProcessed {
+                            image_id,
+                            owner: Some(owner.clone()),
+                            status: ProcessOutcome::Ready,
+                            variants: record.variants,
+                            error: None,
+                        };
+                        infra::outbox::write(&mut tx, &event, Some(&trace.child())).await?;
+                    }
+                }
+                (None, None) => unreachable!("a missing image is refused"),
+            }
+        }
+        tx.commit().await.context("commit attach")?;
+        Ok(true)
+    }
+
+    /// Builds the variants of every attached image of `owner` that is not
+    /// done yet. An error is transient: the message is retried.
+    pub async fn process_owner(&self, owner: &Owner, trace: &TraceParent) -> anyhow::Result<()> {
+        let pending = images::unprocessed_of_owner(&self.pool, owner)
+            .await
+            .context("list unprocessed images")?;
+        let results =
+            futures::future::join_all(pending.into_iter().map(|r| self.process_one(r.id, trace)))
+                .await;
+        results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(image_id = %id))]
+    async fn process_one(&self, id: ImageId, trace: &TraceParent) -> anyhow::Result<()> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closes");
+        let Some(record) = images::start_processing(&self.pool, id)
+            .await
+            .context("start processing")?
+        else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let outcome = self.build_and_store(&record).await?;
+        let mut tx = self.pool.begin().await.context("begin finish")?;
+        let event = match outcome {
+            Ok(variants) => {
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "variants ready"
+                );
+                self.finish(&mut tx, &record, ProcessStatus::Ready, variants, None)
+                    .await?
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "image cannot be processed");
+                self.finish(
+                    &mut tx,
+                    &record,
+                    ProcessStatus::Failed,
+                    vec![],
+                    Some(reason),
+                )
+                .await?
+            }
+        };
+        if let Some(event) = event {
+            infra::outbox::write(&mut tx, &event, Some(&trace.child())).await?;
+        }
+        tx.commit().await.context("commit finish")?;
+        Ok(())
+    }
+
+    /// `Ok(Err(reason))` is a permanent failure of this image; `Err` is transient.
+    async fn build_and_store(
+        &self,
+        record: &ImageRecord,
+    ) -> anyhow::Result<Result<Vec<Variant>, String>> {
+        let Some(original) = self.store.get(&record.original_key).await? else {
+            return Ok(Err("the original is missing from storage".into()));
+        };
+        let Some(format) = Format::from_content_type(&record.content_type) else {
+            return Ok(Err(format!(
+                "unsupported content type {}",
+                record.content_type
+            )));
+        };
+        let (presets, quality, limits) = (self.presets.clone(), self.webp_quality, self.limits);
+        let built = tokio::task::spawn_blocking(move || {
+            pipeline::build_variants(&original.bytes, format, &presets, quality, &limits)
+        })
+        .await;
+        let built = match built {
+            Ok(Ok(built)) => built,
+            Ok(Err(reason)) => return Ok(Err(reason)),
+            Err(panic) => return Ok(Err(format!("the decoder crashed: {panic}"))),
+        };
+        let uploads = built.iter().map(|v| {
+            let key = storage::variant_key(record.id, &v.name, "webp");
+            async move { self.store.put(&key, v.webp.clone(), "image/webp").await }
+        });
+        for result in futures::future::join_all(uploads).await {
+            result?;
+        }
+        Ok(Ok(built
+            .into_iter()
+            .map(|v| Variant {
+                url: variant_url(&self.public_base_url, record.id, &v.name, "webp"),
+                name: v.name,
+                format: "webp".into(),
+                width: v.width,
+                height: v.height,
+                bytes: v.webp.len() as u64,
+            })
+            .collect()))
+    }
+
+    async fn finish(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        record: &ImageRecord,
+        status: ProcessStatus,
+        variants: Vec<Variant>,
+        error: Option<String>,
+    ) -> anyhow::Result<Option<ImageProcessed>> {
+        let changed = images::finish_processing(tx, record.id, status, &variants, error.as_deref())
+            .await
+            .context("record processing outcome")?;
+        if !changed {
+            return Ok(None);
+        }
+        Ok(Some(ImageProcessed {
+            image_id: record.id,
+            owner: record.owner.clone(),
+            status: match status {
+                ProcessStatus::Ready => ProcessOutcome::Ready,
+                _ => ProcessOutcome::Failed,
+            },
+            variants,
+            error,
+        }))
+    }
+}
+
+pub fn post_owner(event: &Envelope<PostCreated>) -> Owner {
+    Owner {
+        owner_type: OwnerType::Post,
+        id: event.data.post_id.0,
+    }
+}

@@ -1,0 +1,123 @@
+//! Reading images: metadata, the original (authenticated) and variants
+//! (public, immutable, cacheable).
+use super::AppState;
+use crate::{domain::ImageRecord, error::ApiError, storage};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use anyhow::Context;
+use infra::auth::Caller;
+use proto::ImageId;
+use uuid::Uuid;
+
+/// Variants never change under their key, so caches may keep them for a year.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+#[tracing::instrument(skip_all, fields(image_id = %id))]
+pub async fn get_image(
+    _caller: Caller,
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let record = crate::store::images::get(&state.pool, ImageId(*id))
+        .await
+        .context("read image")?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(view(&record, &state)))
+}
+
+fn view(record: &ImageRecord, state: &AppState) -> serde_json::Value {
+    serde_json::json!({
+        "id": record.id,
+        "state": record.state,
+        "process_status": record.process_status,
+        "owner": record.owner,
+        "original_url": state.original_url(record.id),
+        "variants": record.variants,
+        "width": record.width,
+        "height": record.height,
+        "placeholder": record.placeholder,
+        "content_type": record.content_type,
+        "bytes": record.bytes,
+        "attempts": record.attempts,
+        "error": record.last_error,
+        "created_at": record.created_at,
+    })
+}
+
+/// The original bytes; originals are private, so a token is required.
+#[tracing::instrument(skip_all, fields(image_id = %id))]
+pub async fn get_original(
+    req: HttpRequest,
+    _caller: Caller,
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let record = crate::store::images::get(&state.pool, ImageId(*id))
+        .await
+        .context("read image")?
+        .ok_or(ApiError::NotFound)?;
+    serve(&req, &state, &record.original_key, "private, max-age=3600").await
+}
+
+/// A variant, e.g. `GET /v1/images/{id}/variants/1x.webp`.
+#[tracing::instrument(skip_all, fields(image_id = %path.0))]
+pub async fn get_variant(
+    req: HttpRequest,
+    path: web::Path<(Uuid, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, file) = path.into_inner();
+    let (name, extension) = file.rsplit_once('.').ok_or(ApiError::NotFound)?;
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if !valid(name) || extension != "webp" {
+        return Err(ApiError::NotFound);
+    }
+    serve(
+        &req,
+        &state,
+        &storage::variant_key(ImageId(id), name, extension),
+        IMMUTABLE,
+    )
+    .await
+}
+
+async fn serve(
+    req: &HttpRequest,
+    state: &AppState,
+    key: &str,
+    cache: &str,
+) -> Result<HttpResponse, ApiError> {
+    let object = state
+        .store
+        .get(key)
+        .await
+        .map_err(|e| ApiError::StorageUnavailable(e.into()))?
+        .ok_or(ApiError::NotFound)?;
+    if let (Some(tag), Some(wanted)) = (&object.e_tag, req.headers().get(header::IF_NONE_MATCH)) {
+        if wanted
+            .to_str()
+            .is_ok_and(|w| w.split(',').any(|t| t.trim() == tag || t.trim() == "*"))
+        {
+            return Ok(HttpResponse::NotModified()
+                .insert_header((header::ETAG, tag.as_str()))
+                .insert_header((header::CACHE_CONTROL, cache))
+                .finish());
+        }
+    }
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, cache));
+    response.insert_header((
+        header::CONTENT_TYPE,
+        object
+            .content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream"),
+    ));
+    if let Some(tag) = &object.e_tag {
+        response.insert_header((header::ETAG, tag.as_str()));
+    }
+    Ok(response.body(object.bytes))
+}

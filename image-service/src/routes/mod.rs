@@ -1,0 +1,46 @@
+//! HTTP routes under `/v1`.
+mod images;
+mod uploads;
+
+use crate::{pipeline::Limits, storage::ObjectStore};
+use actix_web::web;
+use proto::ImageId;
+use sqlx::PgPool;
+
+/// What handlers share.
+pub struct AppState {
+    pub pool: PgPool,
+    pub store: ObjectStore,
+    pub limits: Limits,
+    pub public_base_url: String,
+}
+
+impl AppState {
+    pub fn original_url(&self, id: ImageId) -> String {
+        original_url(&self.public_base_url, id)
+    }
+}
+
+pub fn original_url(base: &str, id: ImageId) -> String {
+    format!("{}/v1/images/{id}/original", base.trim_end_matches('/'))
+}
+
+pub fn variant_url(base: &str, id: ImageId, name: &str, extension: &str) -> String {
+    format!(
+        "{}/v1/images/{id}/variants/{name}.{extension}",
+        base.trim_end_matches('/')
+    )
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .route("/uploads", web::post().to(uploads::upload))
+            .route("/images/{id}", web::get().to(images::get_image))
+            .route("/images/{id}/original", web::get().to(images::get_original))
+            .route(
+                "/images/{id}/variants/{file}",
+                web::get().to(images::get_variant),
+            ),
+    );
+}

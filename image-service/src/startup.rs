@@ -1,0 +1,122 @@
+//! Builds the HTTP server and the post-event consumer from settings.
+use crate::{
+    configuration::Settings,
+    events::PostEventsHandler,
+    processing::Processor,
+    routes::{self, AppState},
+    storage::ObjectStore,
+};
+use actix_web::{dev::Server, web, App, HttpServer};
+use anyhow::Context;
+use infra::amqp::{consume_forever, consumer_name, ConsumerOptions};
+use proto::topology::IMAGE_SERVICE_POST_EVENTS;
+use std::{net::TcpListener, sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    processor: Arc<Processor>,
+    amqp_url: String,
+    concurrency: u16,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&settings.database.url)
+            .await
+            .context("connect to the image database (database.url)")?;
+        infra::migrate(&pool, &sqlx::migrate!("./migrations"))
+            .await
+            .context("migrate the image database")?;
+        let store = ObjectStore::new(settings.s3.client(), settings.s3.bucket.clone());
+        let processor = Arc::new(Processor {
+            pool: pool.clone(),
+            store: store.clone(),
+            presets: settings.variants.parsed(),
+            webp_quality: settings.variants.webp_quality,
+            limits: settings.limits,
+            public_base_url: settings.application.public_base_url.clone(),
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                settings.workers.images_in_flight(),
+            )),
+        });
+        let state = web::Data::new(AppState {
+            pool,
+            store,
+            limits: settings.limits,
+            public_base_url: settings.application.public_base_url.clone(),
+        });
+        let authenticator = web::Data::new(infra::auth::Authenticator::new(&settings.auth));
+
+        let address = format!(
+            "{}:{}",
+            settings.application.host, settings.application.port
+        );
+        let listener = TcpListener::bind(&address).with_context(|| format!("bind {address}"))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(state.clone())
+                .app_data(authenticator.clone())
+                .app_data(infra::problem::json_config(64 * 1024))
+                .app_data(infra::problem::path_config())
+                .app_data(infra::problem::query_config())
+                .route("/healthz", web::get().to(infra::health::healthz))
+                .configure(routes::configure)
+                .default_service(web::to(infra::problem::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(30)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            processor,
+            amqp_url: settings.amqp.url,
+            concurrency: settings.amqp.concurrency,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves and consumes until `cancel` fires; then stops taking work,
+    /// finishes what is in flight and returns.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        let handler = Arc::new(PostEventsHandler {
+            processor: self.processor,
+        });
+        let options = ConsumerOptions {
+            name: consumer_name(IMAGE_SERVICE_POST_EVENTS.name),
+            concurrency: self.concurrency,
+        };
+        let consumer = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                consume_forever(
+                    &self.amqp_url,
+                    IMAGE_SERVICE_POST_EVENTS.name,
+                    options,
+                    handler,
+                    cancel,
+                )
+                .await
+            }
+        });
+        cancel.cancelled().await;
+        handle.stop(true).await;
+        let _ = consumer.await;
+        let _ = server.await;
+        tracing::info!("image service stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+use crate::domain::{FileState, ImageRecord, ProcessStatus};
+use chrono::{DateTime, Utc};
+use proto::{ImageId, Owner, UserId, Variant};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+const COLUMNS: &str = "id, uploader_id, state, process_status, owner_type, owner_id, content_type,
+    width, height, bytes, original_key, variants, placeholder, attempts, last_error, created_at";
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    uploader_id: String,
+    state: String,
+    process_status: String,
+    owner_type: Option<String>,
+    owner_id: Option<Uuid>,
+    content_type: String,
+    width: i32,
+    height: i32,
+    bytes: i64,
+    original_key: String,
+    variants: serde_json::Value,
+    placeholder: Option<String>,
+    attempts: i32,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<Row> for ImageRecord {
+    type Error = sqlx::Error;
+
+    fn try_from(row: Row) -> Result<Self, Self::Error> {
+        let decode =
+            |what: &str| sqlx::Error::Decode(format!("bad {what} in images row {}", row.id).into());
+        Ok(ImageRecord {
+            id: ImageId(row.id),
+            uploader: UserId(row.uploader_id.clone()),
+            state: FileState::parse(&row.state).ok_or_else(|| decode("state"))?,
+            process_status: ProcessStatus::parse(&row.process_status)
+                .ok_or_else(|| decode("process_status"))?,
+            owner: ImageRecord::owner_from_columns(row.owner_type.clone(), row.owner_id),
+            content_type: row.content_type.clone(),
+            width: row.width as u32,
+            height: row.height as u32,
+            bytes: row.bytes as u64,
+            original_key: row.original_key.clone(),
+            variants: serde_json::from_value(row.variants.clone())
+                .map_err(|_| decode("variants"))?,
+            placeholder: row.placeholder.clone(),
+            attempts: row.attempts,
+            last_error: row.last_error.clone(),
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A new upload, before its bytes are stored.
+pub struct NewUpload<'a> {
+    pub id: ImageId,
+    pub uploader: &'a UserId,
+    pub content_type: &'a str,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub original_key: &'a str,
+}
+
+pub async fn insert_uploaded(
+    tx: &mut Transaction<'_, Postgres>,
+    upload: &NewUpload<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO images (id, uploader_id, state, process_status, content_type, width, height, bytes, original_key)
+         VALUES ($1, $2, 'uploaded', 'pending', $3, $4, $5, $6, $7)",
+    )
+    .bind(upload.id.0)
+    .bind(&upload.uploader.0)
+    .bind(upload.content_type)
+    .bind(upload.width as i32)
+    .bind(upload.height as i32)
+    .bind(upload.bytes as i64)
+    .bind(upload.original_key)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Removes the row of an upload whose bytes could not be stored.
+pub async fn delete_unstored(pool: &PgPool, id: ImageId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM images WHERE id = $1 AND state = 'uploaded'")
+        .bind(id.0)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn get(pool: &PgPool, id: ImageId) -> Result<Option<ImageRecord>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM images WHERE id = $1"))
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?;
+    row.map(ImageRecord::try_from).transpose()
+}
+
+/// Reads and locks one image for a state change.
+pub async fn lock(
+    tx: &mut Transaction<'_, Postgres>,
+    id: ImageId,
+) -> Result<Option<ImageRecord>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM images WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(ImageRecord::try_from).transpose()
+}
+
+/// Attaches the image to `owner`. An image whose variants are not built yet
+/// (or failed before) goes back to `pending`.
+pub async fn attach(
+    tx: &mut Transaction<'_, Postgres>,
+    id: ImageId,
+    owner: &Owner,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE images
+         SET state = 'attached', owner_type = 'post', owner_id = $2,
+             process_status = CASE WHEN process_status = 'ready' THEN 'ready' ELSE 'pending' END,
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(owner.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Attached images of `owner` whose variants are still to be built.
+pub async fn unprocessed_of_owner(
+    pool: &PgPool,
+    owner: &Owner,
+) -> Result<Vec<ImageRecord>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM images
+         WHERE owner_type = 'post' AND owner_id = $1 AND state = 'attached'
+           AND process_status IN ('pending', 'processing')
+         ORDER BY id"
+    ))
+    .bind(owner.id)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(ImageRecord::try_from).collect()
+}
+
+/// Marks the start of an attempt. `None` when someone else finished it meanwhile.
+pub async fn start_processing(
+    pool: &PgPool,
+    id: ImageId,
+) -> Result<Option<ImageRecord>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "UPDATE images SET process_status = 'processing', attempts = attempts + 1, updated_at = now()
+         WHERE id = $1 AND state = 'attached' AND process_status IN ('pending', 'processing')
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id.0)
+    .fetch_optional(pool)
+    .await?;
+    row.map(ImageRecord::try_from).transpose()
+}
+
+/// Records the outcome of processing. Returns `false` when the image was no
+/// longer being processed (a concurrent duplicate finished first).
+pub async fn finish_processing(
+    tx: &mut Transaction<'_, Postgres>,
+    id: ImageId,
+    status: ProcessStatus,
+    variants: &[Variant],
+    error: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let variants = serde_json::to_value(variants).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let updated = sqlx::query(
+        "UPDATE images SET process_status = $2, variants = $3, last_error = $4, updated_at = now()
+         WHERE id = $1 AND process_status = 'processing'",
+    )
+    .bind(id.0)
+    .bind(status.as_str())
+    .bind(variants)
+    .bind(error)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
