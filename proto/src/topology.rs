@@ -29,7 +29,7 @@ pub const IMAGE_SERVICE_POST_EVENTS: QueueSpec = QueueSpec {
 pub const POST_SERVICE_IMAGE_EVENTS: QueueSpec = QueueSpec {
     name: "post-service.image-events",
     exchange: IMAGE_EVENTS,
-    bindings: &["image.#"],
+    bindings: &["image.processed"],
 };
 
 /// Every consumer queue of the system.

@@ -1,0 +1,85 @@
+//! Handles messages from `post-service.image-events`: records each image's
+//! outcome on the posts that have it, once per event (inbox).
+use crate::{domain::ImageStatus, store::posts};
+use anyhow::Context;
+use infra::amqp::{Handler, Outcome};
+use lapin::message::Delivery;
+use proto::{
+    Envelope, Event, EventId, ImageProcessed, OwnerType, PostId, ProcessOutcome, RawEnvelope,
+};
+use sqlx::PgPool;
+use tracing::Instrument;
+
+pub struct ImageEventsHandler {
+    pub pool: PgPool,
+}
+
+impl Handler for ImageEventsHandler {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        let raw = match RawEnvelope::parse(&delivery.data) {
+            Ok(raw) => raw,
+            Err(e) => return Outcome::DeadLetter(e.to_string()),
+        };
+        let span = tracing::info_span!(
+            "handle image event",
+            event_id = %raw.id,
+            event_type = %raw.event_type,
+            aggregate_id = %raw.aggregate_id,
+            traceparent = raw.traceparent.as_deref().unwrap_or(""),
+        );
+        async {
+            match raw.event_type.as_str() {
+                ImageProcessed::TYPE => match raw.decode::<ImageProcessed>() {
+                    Ok(event) => match self.apply(&event).await {
+                        Ok(()) => Outcome::Done,
+                        Err(e) => Outcome::Retry(format!("{e:#}")),
+                    },
+                    Err(e) => Outcome::DeadLetter(e.to_string()),
+                },
+                other => Outcome::DeadLetter(format!("unknown event type `{other}`")),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl ImageEventsHandler {
+    /// Applies one `image.processed`; a duplicate changes nothing.
+    pub async fn apply(&self, event: &Envelope<ImageProcessed>) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await.context("begin")?;
+        if !infra::inbox::record(&mut tx, EventId(event.id), &event.event_type)
+            .await
+            .context("record inbox")?
+        {
+            tracing::info!("duplicate image.processed ignored");
+            return Ok(());
+        }
+        let data = &event.data;
+        if let Some(owner) = data
+            .owner
+            .as_ref()
+            .filter(|o| o.owner_type == OwnerType::Post)
+        {
+            let status = match data.status {
+                ProcessOutcome::Ready => ImageStatus::Ready,
+                ProcessOutcome::Failed => ImageStatus::Failed,
+            };
+            let found = posts::record_image_result(
+                &mut tx,
+                PostId(owner.id),
+                data.image_id,
+                status,
+                &data.variants,
+                data.error.as_deref(),
+            )
+            .await
+            .context("record image result")?;
+            if !found {
+                tracing::info!(post_id = %owner.id, "post no longer has this image; nothing to record");
+            }
+        }
+        tx.commit().await.context("commit")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+//! Consuming image events.
+mod image_events;
+
+pub use image_events::ImageEventsHandler;

@@ -1,0 +1,20 @@
+//! HTTP routes under `/v1`.
+mod posts;
+
+use actix_web::web;
+use sqlx::PgPool;
+
+/// What handlers share.
+pub struct AppState {
+    pub pool: PgPool,
+    pub image_base_url: String,
+    pub max_images: usize,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .route("/posts", web::post().to(posts::create_post))
+            .route("/posts/{id}", web::get().to(posts::get_post)),
+    );
+}

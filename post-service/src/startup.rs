@@ -1,0 +1,105 @@
+//! Builds the HTTP server and the image-event consumer from settings.
+use crate::{
+    configuration::Settings,
+    events::ImageEventsHandler,
+    routes::{self, AppState},
+};
+use actix_web::{dev::Server, web, App, HttpServer};
+use anyhow::Context;
+use infra::amqp::{consume_forever, consumer_name, ConsumerOptions};
+use proto::topology::POST_SERVICE_IMAGE_EVENTS;
+use std::{net::TcpListener, sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pool: sqlx::PgPool,
+    amqp_url: String,
+    concurrency: u16,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&settings.database.url)
+            .await
+            .context("connect to the post database (database.url)")?;
+        infra::migrate(&pool, &sqlx::migrate!("./migrations"))
+            .await
+            .context("migrate the post database")?;
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            image_base_url: settings.images.public_base_url.clone(),
+            max_images: settings.application.max_images,
+        });
+        let authenticator = web::Data::new(infra::auth::Authenticator::new(&settings.auth));
+
+        let address = format!(
+            "{}:{}",
+            settings.application.host, settings.application.port
+        );
+        let listener = TcpListener::bind(&address).with_context(|| format!("bind {address}"))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(state.clone())
+                .app_data(authenticator.clone())
+                .app_data(infra::problem::json_config(64 * 1024))
+                .app_data(infra::problem::path_config())
+                .app_data(infra::problem::query_config())
+                .route("/healthz", web::get().to(infra::health::healthz))
+                .configure(routes::configure)
+                .default_service(web::to(infra::problem::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(30)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            pool,
+            amqp_url: settings.amqp.url,
+            concurrency: settings.amqp.concurrency,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves and consumes until `cancel` fires; then stops taking work,
+    /// finishes what is in flight and returns.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        let handler = Arc::new(ImageEventsHandler { pool: self.pool });
+        let options = ConsumerOptions {
+            name: consumer_name(POST_SERVICE_IMAGE_EVENTS.name),
+            concurrency: self.concurrency,
+        };
+        let consumer = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                consume_forever(
+                    &self.amqp_url,
+                    POST_SERVICE_IMAGE_EVENTS.name,
+                    options,
+                    handler,
+                    cancel,
+                )
+                .await
+            }
+        });
+        cancel.cancelled().await;
+        handle.stop(true).await;
+        let _ = consumer.await;
+        let _ = server.await;
+        tracing::info!("post service stopped");
+        Ok(())
+    }
+}

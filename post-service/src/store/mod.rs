@@ -1,0 +1,3 @@
+//! SQL for the post service. Functions that change state take the caller's
+//! transaction.
+pub mod posts;

@@ -1,0 +1,3 @@
+mod helpers;
+mod image_events;
+mod posts;
