@@ -232,8 +232,9 @@ impl settings::Settings for Settings {
                 "setting amqp.concurrency (IMAGE_AMQP__CONCURRENCY) must be positive".into(),
             );
         }
-        if !self.application.public_base_url.starts_with("http") {
-            return Err("setting application.public_base_url (IMAGE_APPLICATION__PUBLIC_BASE_URL) must be an http(s) URL".into());
+        let base = &self.application.public_base_url;
+        if !base.is_empty() && !base.starts_with("http") {
+            return Err("setting application.public_base_url (IMAGE_APPLICATION__PUBLIC_BASE_URL) must be an http(s) URL, or empty for this server's own address".into());
         }
         Ok(())
     }

@@ -32,6 +32,17 @@ impl Application {
         infra::migrate(&pool, &sqlx::migrate!("./migrations"))
             .await
             .context("migrate the image database")?;
+        let address = format!(
+            "{}:{}",
+            settings.application.host, settings.application.port
+        );
+        let listener = TcpListener::bind(&address).with_context(|| format!("bind {address}"))?;
+        let port = listener.local_addr()?.port();
+        let mut settings = settings;
+        if settings.application.public_base_url.is_empty() {
+            settings.application.public_base_url =
+                format!("http://{}:{port}", settings.application.host);
+        }
         let store = ObjectStore::new(settings.s3.client(), settings.s3.bucket.clone());
         let processor = Arc::new(Processor {
             pool: pool.clone(),
@@ -52,12 +63,6 @@ impl Application {
         });
         let authenticator = web::Data::new(infra::auth::Authenticator::new(&settings.auth));
 
-        let address = format!(
-            "{}:{}",
-            settings.application.host, settings.application.port
-        );
-        let listener = TcpListener::bind(&address).with_context(|| format!("bind {address}"))?;
-        let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())

@@ -56,6 +56,13 @@ pub enum ProbeError {
 
 /// Reads the header of `bytes` (already sniffed as `format`).
 pub fn probe(bytes: &[u8], format: Format, limits: &Limits) -> Result<Probe, ProbeError> {
+    if format == Format::Gif {
+        if let Some((width, height)) = first_gif_frame(bytes) {
+            // The logical screen can be small while a frame declares a huge
+            // size: the frame is what gets decoded.
+            check_dimensions(width, height, limits)?;
+        }
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
     reader.limits(limits.decoder_limits());
     let mut decoder = reader.into_decoder().map_err(classify)?;
@@ -91,6 +98,38 @@ fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), Prob
         )));
     }
     Ok(())
+}
+
+/// Width and height of the first frame's image descriptor (covering its
+/// offset on the canvas), found by walking the GIF blocks without decoding.
+fn first_gif_frame(bytes: &[u8]) -> Option<(u32, u32)> {
+    let u16_at = |i: usize| Some(u16::from_le_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]) as u32);
+    let flags = *bytes.get(10)?;
+    let mut at = 13;
+    if flags & 0x80 != 0 {
+        at += 3 << ((flags & 0x07) + 1);
+    }
+    loop {
+        match *bytes.get(at)? {
+            0x2C => {
+                let (left, top) = (u16_at(at + 1)?, u16_at(at + 3)?);
+                let (width, height) = (u16_at(at + 5)?, u16_at(at + 7)?);
+                return Some((left + width, top + height));
+            }
+            0x21 => {
+                // Extension: label, then data sub-blocks up to a zero length.
+                at += 2;
+                loop {
+                    let len = *bytes.get(at)? as usize;
+                    at += 1 + len;
+                    if len == 0 {
+                        break;
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
 }
 
 fn classify(error: image::ImageError) -> ProbeError {
@@ -150,6 +189,19 @@ mod tests {
         };
         assert!(matches!(
             probe(&png(30, 20), Format::Png, &limits),
+            Err(ProbeError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn a_gif_frame_larger_than_its_screen_is_checked_against_the_limits() {
+        // 1x1 screen, no colour table, one frame declaring 60000x60000.
+        let mut gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec();
+        gif.extend_from_slice(&[0x21, 0xF9, 4, 0, 0, 0, 0, 0]);
+        gif.extend_from_slice(&[0x2C, 0, 0, 0, 0, 0x60, 0xEA, 0x60, 0xEA, 0]);
+        assert_eq!(first_gif_frame(&gif), Some((60_000, 60_000)));
+        assert!(matches!(
+            probe(&gif, Format::Gif, &Limits::default()),
             Err(ProbeError::TooLarge(_))
         ));
     }

@@ -1,1 +1,4 @@
+mod corpus;
 mod helpers;
+mod processing;
+mod uploads;
