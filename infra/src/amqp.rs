@@ -41,7 +41,11 @@ pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
 
 /// Declares every exchange and queue of the system. Safe to run from every
 /// program at every start: re-declaring with equal arguments is a no-op.
-pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
+/// Queues that already exist are left alone (checked passively first): some
+/// RabbitMQ versions break a quorum queue declared by several connections at
+/// the same instant, so only a first start should ever create them.
+pub async fn declare_topology(connection: &Connection) -> lapin::Result<()> {
+    let channel = connection.create_channel().await?;
     let durable = ExchangeDeclareOptions {
         // Survive broker restarts; events are persistent messages.
         durable: true,
@@ -67,9 +71,31 @@ pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
         )
         .await?;
     for spec in topology::QUEUES {
-        declare_queue(channel, &spec).await?;
+        if !queue_exists(connection, spec.name).await? {
+            declare_queue(&channel, &spec).await?;
+        }
     }
+    let _ = channel.close(200, "topology declared").await;
     Ok(())
+}
+
+/// Checks for a queue on a throw-away channel: a passive declare of a missing
+/// queue closes its channel. Any refusal counts as missing; the declaration
+/// that follows reports real errors.
+async fn queue_exists(connection: &Connection, queue: &str) -> lapin::Result<bool> {
+    let probe = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let exists = probe
+        .queue_declare(queue, passive, FieldTable::default())
+        .await
+        .is_ok();
+    if exists {
+        let _ = probe.close(200, "probe done").await;
+    }
+    Ok(exists)
 }
 
 async fn declare_queue(channel: &Channel, spec: &QueueSpec) -> lapin::Result<()> {
@@ -345,9 +371,7 @@ pub async fn consume_forever<H: Handler>(
     while !cancel.is_cancelled() {
         let result = async {
             let connection = connect(url, &options.name).await?;
-            let setup = connection.create_channel().await?;
-            declare_topology(&setup).await?;
-            let _ = setup.close(200, "topology declared").await;
+            declare_topology(&connection).await?;
             tracing::info!(queue, "consuming");
             let result = consume(
                 &connection,

@@ -82,11 +82,9 @@ async fn relay_once(
     let connection = infra::amqp::connect(&settings.amqp.url, "outbox-relay")
         .await
         .context("connect to RabbitMQ")?;
-    let setup = connection.create_channel().await?;
-    infra::amqp::declare_topology(&setup)
+    infra::amqp::declare_topology(&connection)
         .await
         .context("declare topology")?;
-    let _ = setup.close(200, "topology declared").await;
 
     // A broker failure ends every loop so the connection is rebuilt.
     let failed = cancel.child_token();

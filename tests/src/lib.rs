@@ -1,1 +1,273 @@
+//! Starts the whole system as separate processes (the release-shaped
+//! binaries built by the workspace) against fresh databases, a fresh vhost
+//! and a fresh bucket, and stops it gracefully.
+use infra::{auth::AuthSettings, s3::S3Settings};
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
+const SECRET: &str = "end-to-end-test-secret-0123456789";
+
+pub struct Program {
+    pub name: &'static str,
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+/// The three programs, running.
+pub struct Stack {
+    pub post: Program,
+    pub image: Program,
+    pub relay: Program,
+    pub s3: S3Settings,
+    pub amqp_url: String,
+    auth: AuthSettings,
+    pub client: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where cargo put the workspace's binaries: next to this test's `deps/`.
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; run the tests through `cargo nextest run --workspace`, which builds every binary",
+        path.display()
+    );
+    path
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        let posts_db = infra::testing::fresh_database("e2e_posts").await;
+        let images_db = infra::testing::fresh_database("e2e_images").await;
+        let amqp_url = infra::testing::fresh_vhost().await;
+        // Declared once before the programs start, as a deployment would
+        // (deploy/local/up.sh starts the relay first for the same reason).
+        let connection = infra::amqp::connect(&amqp_url, "e2e-setup")
+            .await
+            .expect("RabbitMQ");
+        infra::amqp::declare_topology(&connection)
+            .await
+            .expect("declare topology");
+        let _ = connection.close(200, "declared").await;
+        let s3 = infra::testing::fresh_bucket().await;
+        let auth = AuthSettings {
+            jwt_secret: SECRET.into(),
+            ..AuthSettings::default()
+        };
+        let logs = std::env::temp_dir().join(format!("e2e-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&logs).unwrap();
+
+        let image_port = free_port();
+        let image_base = format!("http://127.0.0.1:{image_port}");
+        let image = spawn(
+            "image-service",
+            image_port,
+            &logs,
+            &[
+                ("IMAGE_APPLICATION__PORT", image_port.to_string()),
+                ("IMAGE_APPLICATION__PUBLIC_BASE_URL", image_base.clone()),
+                ("IMAGE_DATABASE__URL", images_db.clone()),
+                ("IMAGE_AMQP__URL", amqp_url.clone()),
+                ("IMAGE_AUTH__JWT_SECRET", SECRET.into()),
+                ("IMAGE_S3__ENDPOINT", s3.endpoint.clone()),
+                ("IMAGE_S3__BUCKET", s3.bucket.clone()),
+                ("IMAGE_S3__ACCESS_KEY_ID", s3.access_key_id.clone()),
+                ("IMAGE_S3__SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
+            ],
+        );
+        let post_port = free_port();
+        let post = spawn(
+            "post-service",
+            post_port,
+            &logs,
+            &[
+                ("POST_APPLICATION__PORT", post_port.to_string()),
+                ("POST_DATABASE__URL", posts_db.clone()),
+                ("POST_AMQP__URL", amqp_url.clone()),
+                ("POST_AUTH__JWT_SECRET", SECRET.into()),
+                ("POST_IMAGES__PUBLIC_BASE_URL", image_base),
+            ],
+        );
+        let relay_port = free_port();
+        let relay = spawn(
+            "outbox-relay",
+            relay_port,
+            &logs,
+            &[
+                ("RELAY_ADMIN__PORT", relay_port.to_string()),
+                ("RELAY_AMQP__URL", amqp_url.clone()),
+                (
+                    "RELAY_OUTBOX__DATABASE_URLS",
+                    format!("{posts_db},{images_db}"),
+                ),
+            ],
+        );
+        let mut stack = Stack {
+            post,
+            image,
+            relay,
+            s3,
+            amqp_url,
+            auth,
+            client: reqwest::Client::new(),
+        };
+        for which in 0..3 {
+            stack.wait_healthy(which).await;
+        }
+        stack
+    }
+
+    fn program(&mut self, which: usize) -> &mut Program {
+        match which {
+            0 => &mut self.image,
+            1 => &mut self.post,
+            _ => &mut self.relay,
+        }
+    }
+
+    async fn wait_healthy(&mut self, which: usize) {
+        let client = self.client.clone();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let program = self.program(which);
+            let url = format!("http://127.0.0.1:{}/healthz", program.port);
+            if let Ok(response) = client.get(&url).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = program.child.try_wait() {
+                panic!(
+                    "{} exited with {status}:\n{}",
+                    program.name,
+                    program.log_tail()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} not healthy within 60 s:\n{}",
+                    program.name,
+                    program.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn post_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.post.port)
+    }
+
+    pub fn image_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.image.port)
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        infra::auth::issue_token(&self.auth, user, 600)
+    }
+
+    /// Logs of all three programs, for failure messages.
+    pub fn logs(&self) -> String {
+        [&self.image, &self.post, &self.relay]
+            .iter()
+            .map(|p| format!("--- {} ---\n{}", p.name, p.log_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Sends SIGTERM to every program and returns how each exited.
+    pub async fn stop(mut self) -> Vec<(&'static str, Option<i32>)> {
+        let mut outcomes = Vec::new();
+        for which in 0..3 {
+            let program = self.program(which);
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(program.child.id().to_string())
+                .status();
+        }
+        for which in 0..3 {
+            let program = self.program(which);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let code = loop {
+                match program.child.try_wait() {
+                    Ok(Some(status)) => break status.code(),
+                    _ if Instant::now() > deadline => {
+                        let _ = program.child.kill();
+                        break None;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            };
+            outcomes.push((program.name, code));
+        }
+        infra::testing::drop_vhost(&self.amqp_url).await;
+        outcomes
+    }
+}
+
+impl Program {
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn spawn(name: &'static str, port: u16, logs: &std::path::Path, env: &[(&str, String)]) -> Program {
+    let log = logs.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut command = Command::new(binary(name));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(file);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    Program {
+        name,
+        port,
+        child,
+        log,
+    }
+}
+
+/// The shared test images (`CORPUS_DIR`, or `../shared/corpus` beside the repository).
+pub fn corpus(path: &str) -> PathBuf {
+    let root = std::env::var("CORPUS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
+    root.join(path)
+}

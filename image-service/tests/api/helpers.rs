@@ -17,6 +17,7 @@ pub struct TestApp {
     pub settings: Settings,
     pub client: Client,
     cancel: CancellationToken,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -38,7 +39,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     settings.application.public_base_url = address.clone();
     let cancel = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(cancel.clone()));
+    let running = tokio::spawn(app.run_until_stopped(cancel.clone()));
     let pool = PgPool::connect(&settings.database.url)
         .await
         .expect("connect");
@@ -48,6 +49,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
         settings,
         client: Client::new(),
         cancel,
+        running,
     }
 }
 
@@ -112,7 +114,14 @@ impl TestApp {
     }
 
     pub async fn stop(self) {
+        // The vhost is deleted only after the service closed its broker
+        // connection: deleting it under live connections upsets RabbitMQ.
         self.cancel.cancel();
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), self.running).await;
+        assert!(
+            matches!(stopped, Ok(Ok(Ok(())))),
+            "service stops cleanly: {stopped:?}"
+        );
         self.pool.close().await;
         infra::testing::drop_vhost(&self.settings.amqp.url).await;
     }

@@ -25,10 +25,10 @@ pub async fn spawn_relay() -> TestRelay {
     let connection = infra::amqp::connect(&amqp_url, "relay-test")
         .await
         .expect("amqp");
-    let channel = connection.create_channel().await.expect("channel");
-    infra::amqp::declare_topology(&channel)
+    infra::amqp::declare_topology(&connection)
         .await
         .expect("topology");
+    let channel = connection.create_channel().await.expect("channel");
     let publisher = infra::amqp::Publisher::new(&connection)
         .await
         .expect("publisher");
