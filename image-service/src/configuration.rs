@@ -122,20 +122,12 @@ fn parse_preset(text: &str) -> Result<Preset, String> {
     })
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WorkerSettings {
     /// Images processed at once (decode, resize, encode run on this many
     /// blocking threads); 0 means one per CPU core.
     pub images_in_flight: usize,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        Self {
-            images_in_flight: 0,
-        }
-    }
 }
 
 impl WorkerSettings {

@@ -51,7 +51,7 @@ pub fn build_variants(
     // Largest first, each resized from the previous (smaller) result: the
     // big source is read once, and each step shrinks by a modest factor.
     let mut order: Vec<&Preset> = presets.iter().collect();
-    order.sort_by(|a, b| b.width.cmp(&a.width));
+    order.sort_by_key(|p| std::cmp::Reverse(p.width));
     let mut resizer = Resizer::new();
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     let mut built = Vec::with_capacity(order.len());
