@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Quick figures against a stack started by deploy/local/up.sh:
+
+1. two 12 MP phone photos: time from the POST /v1/posts response until both
+   images are ready (median of ROUNDS rounds);
+2. POST /v1/posts latency with already-uploaded image ids (median of 50).
+
+Usage: bench/quick.py [ROUNDS]   (standard library only)
+The full benchmark suite (baseline, load, relay throughput) comes later.
+"""
+import json, os, statistics, subprocess, sys, time, urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PHOTOS = os.path.join(HERE, "..", "..", "shared", "corpus", "photos")
+POSTS, IMAGES = "http://127.0.0.1:8080", "http://127.0.0.1:8081"
+TOKEN = subprocess.check_output([os.path.join(HERE, "..", "deploy", "local", "token.sh"), "bench-user"]).decode().strip()
+
+
+def call(method, url, body=None, content_type="application/json"):
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("Authorization", "Bearer " + TOKEN)
+    if body is not None:
+        request.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+def upload(name):
+    with open(os.path.join(PHOTOS, name), "rb") as f:
+        return call("POST", IMAGES + "/v1/uploads", f.read(), "application/octet-stream")["id"]
+
+
+def create(ids):
+    started = time.perf_counter()
+    post = call("POST", POSTS + "/v1/posts", json.dumps({"title": "bench", "body": "", "image_ids": ids}).encode())
+    return post["id"], time.perf_counter() - started
+
+
+def main():
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    ready_after = []
+    for _ in range(rounds):
+        ids = [upload("phone12_dragonfly_4032x3024.jpg"), upload("phone12_seeding_4032x3024.jpg")]
+        post_id, _ = create(ids)
+        answered = time.perf_counter()
+        while True:
+            post = call("GET", POSTS + "/v1/posts/" + post_id)
+            statuses = {i["status"] for i in post["images"]}
+            if statuses == {"ready"}:
+                break
+            if "failed" in statuses or time.perf_counter() - answered > 120:
+                sys.exit("not ready: %s" % post)
+            time.sleep(0.01)
+        ready_after.append(time.perf_counter() - answered)
+    ids = [upload("Dragonfly_by_Bolly.jpg")]
+    latencies = [create(ids)[1] for _ in range(50)]
+    print("two 12 MP photos, POST response -> all variants ready: median %.0f ms (min %.0f, max %.0f, %d rounds)"
+          % (1000 * statistics.median(ready_after), 1000 * min(ready_after), 1000 * max(ready_after), rounds))
+    print("POST /v1/posts with one uploaded image: median %.1f ms (p90 %.1f ms, 50 requests)"
+          % (1000 * statistics.median(latencies), 1000 * sorted(latencies)[44]))
+
+
+if __name__ == "__main__":
+    main()
