@@ -141,7 +141,12 @@ impl Relay {
         listener.listen(infra::outbox::NOTIFY_CHANNEL).await?;
         let mut failures = 0u32;
         while !cancel.is_cancelled() {
-            let wait = match self.drain().await {
+            let drained = self.drain().await;
+            if !self.publisher.channel().status().connected() {
+                // A closed channel never recovers: let the caller reconnect.
+                anyhow::bail!("publisher channel closed");
+            }
+            let wait = match drained {
                 Ok(true) => {
                     failures = 0;
                     poll_interval

@@ -8,6 +8,12 @@ pub enum ApiError {
     Validation(String),
     #[error("not found")]
     NotFound,
+    #[error("only the author may change or delete a post")]
+    Forbidden,
+    #[error("the post is now at version {current_etag}; read it again and retry")]
+    PreconditionFailed { current_etag: String },
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -22,6 +28,20 @@ impl ApiError {
             )
             .with_detail(detail),
             ApiError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Forbidden => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+                .with_detail(self.to_string()),
+            ApiError::PreconditionFailed { .. } => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "stale-version",
+                "Precondition failed",
+            )
+            .with_detail(self.to_string()),
+            ApiError::IdempotencyKeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+            )
+            .with_detail(self.to_string()),
             ApiError::Unexpected(_) => Problem::internal(),
         }
     }

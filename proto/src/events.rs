@@ -32,6 +32,38 @@ impl Event for PostCreated {
     }
 }
 
+/// A post changed; `image_ids` is its final, ordered image list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostUpdated {
+    pub post_id: PostId,
+    pub author_id: UserId,
+    pub image_ids: Vec<ImageId>,
+}
+
+impl Event for PostUpdated {
+    const TYPE: &'static str = "post.updated";
+    const VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "post";
+    fn aggregate_id(&self) -> Uuid {
+        self.post_id.0
+    }
+}
+
+/// A post was deleted; its images are no longer used by it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostDeleted {
+    pub post_id: PostId,
+}
+
+impl Event for PostDeleted {
+    const TYPE: &'static str = "post.deleted";
+    const VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "post";
+    fn aggregate_id(&self) -> Uuid {
+        self.post_id.0
+    }
+}
+
 /// The kind of thing an image belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -10,5 +10,8 @@ pub mod ids;
 pub mod topology;
 
 pub use envelope::{DecodeError, Envelope, RawEnvelope};
-pub use events::{Event, ImageProcessed, Owner, OwnerType, PostCreated, ProcessOutcome, Variant};
+pub use events::{
+    Event, ImageProcessed, Owner, OwnerType, PostCreated, PostDeleted, PostUpdated, ProcessOutcome,
+    Variant,
+};
 pub use ids::{EventId, ImageId, PostId, UserId};

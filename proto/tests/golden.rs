@@ -91,6 +91,60 @@ fn image_processed_matches_its_golden_file() {
     );
 }
 
+fn post_envelope<E>(
+    id: Uuid,
+    event_type: &str,
+    sequence: i64,
+    minute: u32,
+    data: E,
+) -> Envelope<E> {
+    Envelope {
+        id,
+        event_type: event_type.into(),
+        version: 1,
+        aggregate_type: "post".into(),
+        aggregate_id: POST,
+        sequence,
+        occurred_at: Utc.with_ymd_and_hms(2026, 11, 24, 12, minute, 0).unwrap(),
+        traceparent: None,
+        data,
+    }
+}
+
+#[test]
+fn post_updated_matches_its_golden_file() {
+    round_trip(
+        "post.updated",
+        post_envelope(
+            uuid!("01937a4e-8b2c-7c3d-9a1b-2c3d4e5f6a7d"),
+            "post.updated",
+            2,
+            5,
+            PostUpdated {
+                post_id: PostId(POST),
+                author_id: UserId("user-1".into()),
+                image_ids: vec![ImageId(IMAGE_B)],
+            },
+        ),
+    );
+}
+
+#[test]
+fn post_deleted_matches_its_golden_file() {
+    round_trip(
+        "post.deleted",
+        post_envelope(
+            uuid!("01937a4e-8b2c-7c3d-9a1b-2c3d4e5f6a7e"),
+            "post.deleted",
+            3,
+            10,
+            PostDeleted {
+                post_id: PostId(POST),
+            },
+        ),
+    );
+}
+
 #[test]
 fn unknown_fields_are_ignored() {
     let mut json = golden("post.created");

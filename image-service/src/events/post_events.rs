@@ -1,11 +1,11 @@
 //! Handles messages from `image-service.post-events`.
-use crate::processing::{post_owner, Processor};
+use crate::processing::{post_owner, Applied, Processor};
 use infra::{
     amqp::{header_str, Handler, Outcome},
     trace_context::{TraceParent, TRACEPARENT},
 };
 use lapin::message::Delivery;
-use proto::{Event, PostCreated, RawEnvelope};
+use proto::{Event, PostCreated, PostDeleted, PostId, PostUpdated, RawEnvelope};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -28,6 +28,7 @@ impl Handler for PostEventsHandler {
             event_id = %raw.id,
             event_type = %raw.event_type,
             aggregate_id = %raw.aggregate_id,
+            sequence = raw.sequence,
             trace_id = %trace.trace_id(),
         );
         self.dispatch(raw, trace).instrument(span).await
@@ -36,25 +37,53 @@ impl Handler for PostEventsHandler {
 
 impl PostEventsHandler {
     async fn dispatch(&self, raw: RawEnvelope, trace: TraceParent) -> Outcome {
-        match raw.event_type.as_str() {
-            PostCreated::TYPE => {
-                let event = match raw.decode::<PostCreated>() {
-                    Ok(event) => event,
-                    Err(e) => return Outcome::DeadLetter(e.to_string()),
-                };
-                if let Err(e) = self.processor.attach_post(&event, &trace).await {
-                    return Outcome::Retry(format!("{e:#}"));
+        let processor = &self.processor;
+        let (applied, post) = match raw.event_type.as_str() {
+            PostCreated::TYPE => match raw.decode::<PostCreated>() {
+                Ok(e) => {
+                    let d = &e.data;
+                    let result = processor
+                        .apply_post_images(&e, d.post_id, &d.author_id, &d.image_ids, &trace)
+                        .await;
+                    (result, Some(d.post_id))
                 }
-                match self
-                    .processor
-                    .process_owner(&post_owner(&event), &trace)
-                    .await
-                {
-                    Ok(()) => Outcome::Done,
-                    Err(e) => Outcome::Retry(format!("{e:#}")),
+                Err(e) => return Outcome::DeadLetter(e.to_string()),
+            },
+            PostUpdated::TYPE => match raw.decode::<PostUpdated>() {
+                Ok(e) => {
+                    let d = &e.data;
+                    let result = processor
+                        .apply_post_images(&e, d.post_id, &d.author_id, &d.image_ids, &trace)
+                        .await;
+                    (result, Some(d.post_id))
                 }
+                Err(e) => return Outcome::DeadLetter(e.to_string()),
+            },
+            PostDeleted::TYPE => match raw.decode::<PostDeleted>() {
+                Ok(e) => (processor.apply_post_deleted(&e, e.data.post_id).await, None),
+                Err(e) => return Outcome::DeadLetter(e.to_string()),
+            },
+            other => return Outcome::DeadLetter(format!("unknown event type `{other}`")),
+        };
+        match applied {
+            Ok(Applied::Early { expected }) => {
+                return Outcome::Retry(format!("waiting for sequence {expected} of this post"));
             }
-            other => Outcome::DeadLetter(format!("unknown event type `{other}`")),
+            Err(e) => return Outcome::Retry(format!("{e:#}")),
+            Ok(Applied::Yes | Applied::Duplicate) => {}
+        }
+        // Build whatever the post's images still lack, also after a
+        // duplicate: the first delivery may have crashed mid-way.
+        match post {
+            Some(post) => self.process(post, &trace).await,
+            None => Outcome::Done,
+        }
+    }
+
+    async fn process(&self, post: PostId, trace: &TraceParent) -> Outcome {
+        match self.processor.process_owner(&post_owner(post), trace).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => Outcome::Retry(format!("{e:#}")),
         }
     }
 }

@@ -126,7 +126,7 @@ pub async fn attach(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE images
-         SET state = 'attached', owner_type = 'post', owner_id = $2,
+         SET state = 'attached', owner_type = 'post', owner_id = $2, abandoned_at = NULL,
              process_status = CASE WHEN process_status = 'ready' THEN 'ready' ELSE 'pending' END,
              updated_at = now()
          WHERE id = $1",
@@ -136,6 +136,26 @@ pub async fn attach(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Abandons the images attached to `owner` that are not in `keep`.
+/// Returns how many were abandoned.
+pub async fn abandon_others(
+    tx: &mut Transaction<'_, Postgres>,
+    owner: &Owner,
+    keep: &[ImageId],
+) -> Result<u64, sqlx::Error> {
+    let keep: Vec<Uuid> = keep.iter().map(|i| i.0).collect();
+    let abandoned = sqlx::query(
+        "UPDATE images SET state = 'abandoned', abandoned_at = now(), updated_at = now()
+         WHERE owner_type = 'post' AND owner_id = $1 AND state = 'attached' AND NOT (id = ANY($2))",
+    )
+    .bind(owner.id)
+    .bind(&keep)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(abandoned)
 }
 
 /// Attached images of `owner` whose variants are still to be built.

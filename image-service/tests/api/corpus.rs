@@ -1,8 +1,6 @@
 //! Walks `odd/EXPECTED.tsv`: every file gets the upload status and final
 //! processing status it lists, so a file added there is tested without code.
-use crate::helpers::{corpus, post_created, spawn_app};
-use image_service::processing::post_owner;
-use infra::trace_context::TraceParent;
+use crate::helpers::{apply_created, corpus, post_created, spawn_app};
 use serde_json::Value;
 
 /// Files the pipeline does not handle yet (AVIF decoding; alpha of fully
@@ -73,12 +71,7 @@ async fn every_odd_file_gets_the_status_its_expectation_lists() {
         }
         let id = body["id"].as_str().unwrap().to_owned();
         let event = post_created("alice", &[&id]);
-        let trace = TraceParent::new_root();
-        processor.attach_post(&event, &trace).await.unwrap();
-        processor
-            .process_owner(&post_owner(&event), &trace)
-            .await
-            .unwrap();
+        apply_created(&processor, &event).await;
         let image = app.get_image(&id).await;
         let last = image["process_status"].as_str().unwrap().to_owned();
         if !expected.last.contains(&last) {

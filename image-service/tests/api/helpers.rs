@@ -177,3 +177,33 @@ pub fn post_created(author: &str, images: &[&str]) -> proto::Envelope<proto::Pos
         },
     }
 }
+
+/// Applies `post.created` (or any post event with an image list) and builds
+/// what it needs, as the consumer does.
+pub async fn apply<T>(
+    processor: &Processor,
+    event: &proto::Envelope<T>,
+    post: proto::PostId,
+    author: &str,
+    images: &[proto::ImageId],
+) -> image_service::processing::Applied {
+    let trace = infra::trace_context::TraceParent::new_root();
+    let applied = processor
+        .apply_post_images(event, post, &proto::UserId(author.into()), images, &trace)
+        .await
+        .unwrap();
+    processor
+        .process_owner(&image_service::processing::post_owner(post), &trace)
+        .await
+        .unwrap();
+    applied
+}
+
+/// Applies a `post.created` envelope made by [`post_created`].
+pub async fn apply_created(
+    processor: &Processor,
+    event: &proto::Envelope<proto::PostCreated>,
+) -> image_service::processing::Applied {
+    let d = &event.data;
+    apply(processor, event, d.post_id, &d.author_id.0, &d.image_ids).await
+}

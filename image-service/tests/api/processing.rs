@@ -1,13 +1,32 @@
-use crate::helpers::{post_created, read_corpus, spawn_app};
-use image_service::processing::post_owner;
-use infra::trace_context::TraceParent;
+use crate::helpers::{apply, apply_created, post_created, read_corpus, spawn_app, TestApp};
+use image_service::processing::Applied;
+use proto::{Envelope, ImageId, PostDeleted};
 use serde_json::Value;
 
-async fn outbox(app: &crate::helpers::TestApp) -> Vec<Value> {
+async fn outbox(app: &TestApp) -> Vec<Value> {
     sqlx::query_scalar("SELECT data FROM outbox ORDER BY position")
         .fetch_all(&app.pool)
         .await
         .unwrap()
+}
+
+fn image_id(id: &str) -> ImageId {
+    ImageId(id.parse().unwrap())
+}
+
+/// The next event of the same post, with another payload.
+fn next<T, U>(event: &Envelope<T>, sequence: i64, event_type: &str, data: U) -> Envelope<U> {
+    Envelope {
+        id: uuid::Uuid::now_v7(),
+        event_type: event_type.into(),
+        version: 1,
+        aggregate_type: "post".into(),
+        aggregate_id: event.aggregate_id,
+        sequence,
+        occurred_at: chrono::Utc::now(),
+        traceparent: None,
+        data,
+    }
 }
 
 #[tokio::test]
@@ -18,13 +37,8 @@ async fn post_created_attaches_the_images_and_builds_webp_variants_once() {
         .await;
     let event = post_created("alice", &[&id]);
     let processor = app.processor();
-    let trace = TraceParent::new_root();
 
-    assert!(processor.attach_post(&event, &trace).await.unwrap());
-    processor
-        .process_owner(&post_owner(&event), &trace)
-        .await
-        .unwrap();
+    assert_eq!(apply_created(&processor, &event).await, Applied::Yes);
 
     let image = app.get_image(&id).await;
     assert_eq!(image["state"], "attached");
@@ -72,11 +86,7 @@ async fn post_created_attaches_the_images_and_builds_webp_variants_once() {
     assert_eq!(events[0]["image_id"], id);
 
     // The same event again: nothing attached or built twice, no new event.
-    assert!(!processor.attach_post(&event, &trace).await.unwrap());
-    processor
-        .process_owner(&post_owner(&event), &trace)
-        .await
-        .unwrap();
+    assert_eq!(apply_created(&processor, &event).await, Applied::Duplicate);
     assert_eq!(outbox(&app).await.len(), 1);
     assert_eq!(app.get_image(&id).await["attempts"], 1);
     app.stop().await;
@@ -88,13 +98,7 @@ async fn images_of_another_user_or_unknown_ids_are_refused_with_a_reason_and_lef
     let bobs = app.upload_ok("bob", read_corpus("odd/hopper.jpg")).await;
     let unknown = uuid::Uuid::now_v7().to_string();
     let event = post_created("alice", &[&bobs, &unknown]);
-    let processor = app.processor();
-    let trace = TraceParent::new_root();
-    processor.attach_post(&event, &trace).await.unwrap();
-    processor
-        .process_owner(&post_owner(&event), &trace)
-        .await
-        .unwrap();
+    apply_created(&app.processor(), &event).await;
 
     let image = app.get_image(&bobs).await;
     assert_eq!(image["state"], "uploaded");
@@ -116,19 +120,142 @@ async fn images_of_another_user_or_unknown_ids_are_refused_with_a_reason_and_lef
 }
 
 #[tokio::test]
+async fn an_image_attached_to_one_post_cannot_be_taken_by_another() {
+    let app = spawn_app().await;
+    let id = app.upload_ok("alice", read_corpus("odd/hopper.jpg")).await;
+    let processor = app.processor();
+    let first = post_created("alice", &[&id]);
+    apply_created(&processor, &first).await;
+    let second = post_created("alice", &[&id]);
+    apply_created(&processor, &second).await;
+    let image = app.get_image(&id).await;
+    assert_eq!(image["owner"]["id"], first.data.post_id.to_string());
+    let refusal = outbox(&app)
+        .await
+        .into_iter()
+        .find(|e| e["status"] == "failed")
+        .unwrap();
+    assert_eq!(refusal["owner"]["id"], second.data.post_id.to_string());
+    assert!(refusal["error"].as_str().unwrap().contains("another owner"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_update_abandons_dropped_images_and_a_later_update_can_attach_them_again() {
+    let app = spawn_app().await;
+    let processor = app.processor();
+    let a = app.upload_ok("alice", read_corpus("odd/hopper.jpg")).await;
+    let b = app
+        .upload_ok("alice", read_corpus("odd/hopper_gray.jpg"))
+        .await;
+    let created = post_created("alice", &[&a]);
+    let post = created.data.post_id;
+    apply_created(&processor, &created).await;
+
+    let update = next(&created, 2, "post.updated", ());
+    assert_eq!(
+        apply(&processor, &update, post, "alice", &[image_id(&b)]).await,
+        Applied::Yes
+    );
+    let dropped = app.get_image(&a).await;
+    assert_eq!(dropped["state"], "abandoned");
+    assert_eq!(app.get_image(&b).await["state"], "attached");
+    assert_eq!(app.get_image(&b).await["process_status"], "ready");
+
+    let back = next(&created, 3, "post.updated", ());
+    apply(
+        &processor,
+        &back,
+        post,
+        "alice",
+        &[image_id(&a), image_id(&b)],
+    )
+    .await;
+    let again = app.get_image(&a).await;
+    assert_eq!(again["state"], "attached");
+    assert_eq!(again["attempts"], 1, "variants were kept, not rebuilt");
+    let reports: Vec<Value> = outbox(&app)
+        .await
+        .into_iter()
+        .filter(|e| e["image_id"] == a.as_str())
+        .collect();
+    assert_eq!(
+        reports.len(),
+        2,
+        "re-attaching reports the kept variants: {reports:?}"
+    );
+    assert_eq!(reports[1]["status"], "ready");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_post_abandons_all_its_images() {
+    let app = spawn_app().await;
+    let processor = app.processor();
+    let a = app.upload_ok("alice", read_corpus("odd/hopper.jpg")).await;
+    let created = post_created("alice", &[&a]);
+    apply_created(&processor, &created).await;
+    let deleted = next(
+        &created,
+        2,
+        "post.deleted",
+        PostDeleted {
+            post_id: created.data.post_id,
+        },
+    );
+    assert_eq!(
+        processor
+            .apply_post_deleted(&deleted, created.data.post_id)
+            .await
+            .unwrap(),
+        Applied::Yes
+    );
+    let image = app.get_image(&a).await;
+    assert_eq!(image["state"], "abandoned");
+    assert_eq!(
+        processor
+            .apply_post_deleted(&deleted, created.data.post_id)
+            .await
+            .unwrap(),
+        Applied::Duplicate
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_that_arrives_before_its_predecessor_waits_for_it() {
+    let app = spawn_app().await;
+    let processor = app.processor();
+    let a = app.upload_ok("alice", read_corpus("odd/hopper.jpg")).await;
+    let created = post_created("alice", &[&a]);
+    let post = created.data.post_id;
+    let update = next(&created, 2, "post.updated", ());
+    assert_eq!(
+        apply(&processor, &update, post, "alice", &[]).await,
+        Applied::Early { expected: 1 }
+    );
+    assert_eq!(
+        app.get_image(&a).await["state"],
+        "uploaded",
+        "nothing applied early"
+    );
+    apply_created(&processor, &created).await;
+    assert_eq!(
+        apply(&processor, &update, post, "alice", &[]).await,
+        Applied::Yes
+    );
+    assert_eq!(app.get_image(&a).await["state"], "abandoned");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_image_that_cannot_be_decoded_ends_failed_with_a_reason() {
     let app = spawn_app().await;
     let id = app
         .upload_ok("alice", read_corpus("odd/truncated_jpeg.jpg"))
         .await;
     let event = post_created("alice", &[&id]);
-    let processor = app.processor();
-    let trace = TraceParent::new_root();
-    processor.attach_post(&event, &trace).await.unwrap();
-    processor
-        .process_owner(&post_owner(&event), &trace)
-        .await
-        .unwrap();
+    apply_created(&app.processor(), &event).await;
     let image = app.get_image(&id).await;
     let status = image["process_status"].as_str().unwrap();
     assert!(status == "ready" || status == "failed", "{image}");

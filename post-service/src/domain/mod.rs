@@ -1,4 +1,4 @@
 //! Validated inputs and the post as read.
 mod post;
 
-pub use post::{ImageStatus, NewPost, Post, PostImage};
+pub use post::{ImageStatus, NewPost, Post, PostImage, PostPatch};

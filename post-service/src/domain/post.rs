@@ -48,6 +48,45 @@ impl NewPost {
     }
 }
 
+/// A change to a post, validated. `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PostPatch {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    /// The final ordered list, when given.
+    pub image_ids: Option<Vec<ImageId>>,
+}
+
+impl PostPatch {
+    pub fn parse(
+        title: Option<String>,
+        body: Option<String>,
+        image_ids: Option<Vec<ImageId>>,
+        max_images: usize,
+    ) -> Result<Self, String> {
+        // Validate the given fields with the same rules as a new post.
+        let probe = NewPost::parse(
+            title.clone().unwrap_or_else(|| "unchanged".into()),
+            body.clone().unwrap_or_default(),
+            image_ids.clone().unwrap_or_default(),
+            max_images,
+        )?;
+        Ok(Self {
+            title: title.map(|_| probe.title),
+            body,
+            image_ids,
+        })
+    }
+
+    /// Whether applying the patch to `post` changes nothing.
+    pub fn is_noop_for(&self, post: &Post) -> bool {
+        let current: Vec<ImageId> = post.images.iter().map(|i| i.image_id).collect();
+        self.title.as_ref().is_none_or(|t| *t == post.title)
+            && self.body.as_ref().is_none_or(|b| *b == post.body)
+            && self.image_ids.as_ref().is_none_or(|ids| *ids == current)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageStatus {
@@ -85,6 +124,18 @@ pub struct PostImage {
     pub error: Option<String>,
 }
 
+impl PostImage {
+    /// A newly listed image, until the image service reports on it.
+    pub fn processing(image_id: ImageId) -> Self {
+        Self {
+            image_id,
+            status: ImageStatus::Processing,
+            variants: vec![],
+            error: None,
+        }
+    }
+}
+
 /// A post with its images in order.
 #[derive(Debug, Clone)]
 pub struct Post {
@@ -101,6 +152,7 @@ pub struct Post {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     fn parse(title: &str, images: Vec<ImageId>) -> Result<NewPost, String> {
         NewPost::parse(title.into(), "body".into(), images, 3)
@@ -112,6 +164,31 @@ mod tests {
         let post = parse("  Hello ", ids.clone()).unwrap();
         assert_eq!(post.title, "Hello");
         assert_eq!(post.image_ids, ids);
+    }
+
+    #[test]
+    fn a_patch_repeating_the_current_values_is_a_noop() {
+        let image = ImageId::new();
+        let post = Post {
+            id: PostId::new(),
+            author: UserId("a".into()),
+            title: "T".into(),
+            body: "B".into(),
+            version: 1,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            images: vec![PostImage {
+                image_id: image,
+                status: ImageStatus::Processing,
+                variants: vec![],
+                error: None,
+            }],
+        };
+        let same = PostPatch::parse(Some(" T ".into()), None, Some(vec![image]), 5).unwrap();
+        assert!(same.is_noop_for(&post));
+        let reordered = PostPatch::parse(None, None, Some(vec![]), 5).unwrap();
+        assert!(!reordered.is_noop_for(&post));
+        assert!(PostPatch::parse(Some(" ".into()), None, None, 5).is_err());
     }
 
     #[test]

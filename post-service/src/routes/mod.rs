@@ -15,6 +15,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1")
             .route("/posts", web::post().to(posts::create_post))
-            .route("/posts/{id}", web::get().to(posts::get_post)),
+            .route("/posts", web::get().to(posts::list_posts))
+            .route("/posts/{id}", web::get().to(posts::get_post))
+            .route("/posts/{id}", web::patch().to(posts::patch_post))
+            .route("/posts/{id}", web::delete().to(posts::delete_post)),
     );
 }

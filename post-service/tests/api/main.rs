@@ -1,3 +1,4 @@
+mod changes;
 mod helpers;
 mod image_events;
 mod posts;

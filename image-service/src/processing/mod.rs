@@ -1,13 +1,11 @@
-//! Attaching images to posts and building their variants.
-//!
-//! Attaching happens in one transaction together with the inbox record, so a
-//! redelivered `post.created` attaches nothing twice. Processing is driven by
-//! state, not by the message: every attached image still `pending` or
-//! `processing` is (re)built, so a crash after the attach commit is repaired
-//! by the redelivery. Variant keys are deterministic, so rebuilding only
-//! overwrites identical objects.
+//! Building variants. Processing is driven by state, not by the message:
+//! every attached image still `pending` or `processing` is (re)built, so a
+//! crash after the attach commit is repaired by the redelivery. Variant keys
+//! are deterministic, so rebuilding only overwrites identical objects.
+mod lifecycle;
+
 use crate::{
-    domain::{FileState, ImageRecord, ProcessStatus},
+    domain::{ImageRecord, ProcessStatus},
     pipeline::{self, Format, Limits, Preset},
     routes::variant_url,
     storage::{self, ObjectStore},
@@ -15,10 +13,8 @@ use crate::{
 };
 use anyhow::Context;
 use infra::trace_context::TraceParent;
-use proto::{
-    Envelope, EventId, ImageId, ImageProcessed, Owner, OwnerType, PostCreated, ProcessOutcome,
-    Variant,
-};
+pub use lifecycle::Applied;
+use proto::{ImageId, ImageProcessed, Owner, OwnerType, ProcessOutcome, Variant};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -35,76 +31,6 @@ pub struct Processor {
 }
 
 impl Processor {
-    /// Attaches the post's images. Returns `false` if the event was handled before.
-    #[tracing::instrument(skip_all, fields(event_id = %event.id, post_id = %event.data.post_id))]
-    pub async fn attach_post(
-        &self,
-        event: &Envelope<PostCreated>,
-        trace: &TraceParent,
-    ) -> anyhow::Result<bool> {
-        let mut tx = self.pool.begin().await.context("begin attach")?;
-        if !infra::inbox::record(&mut tx, EventId(event.id), &event.event_type)
-            .await
-            .context("record inbox")?
-        {
-            tracing::info!("duplicate post.created; attach already done");
-            return Ok(false);
-        }
-        let owner = post_owner(event);
-        let mut seen = std::collections::HashSet::new();
-        for &image_id in &event.data.image_ids {
-            if !seen.insert(image_id) {
-                continue;
-            }
-            let record = images::lock(&mut tx, image_id)
-                .await
-                .context("lock image")?;
-            let refusal = match &record {
-                None => Some("image not found".to_owned()),
-                Some(r) if r.uploader != event.data.author_id => {
-                    Some("image is not an upload of the post's author".into())
-                }
-                Some(r) if r.state == FileState::Deleted => Some("image was deleted".into()),
-                Some(r) if r.state == FileState::Attached && r.owner.as_ref() != Some(&owner) => {
-                    Some("image is attached to another owner".into())
-                }
-                Some(_) => None,
-            };
-            match (refusal, record) {
-                (Some(reason), _) => {
-                    tracing::warn!(image_id = %image_id, %reason, "image not attached");
-                    let event = ImageProcessed {
-                        image_id,
-                        owner: Some(owner.clone()),
-                        status: ProcessOutcome::Failed,
-                        variants: vec![],
-                        error: Some(reason),
-                    };
-                    infra::outbox::write(&mut tx, &event, Some(&trace.child())).await?;
-                }
-                (None, Some(record)) => {
-                    images::attach(&mut tx, image_id, &owner)
-                        .await
-                        .context("attach image")?;
-                    if record.process_status == ProcessStatus::Ready {
-                        // Re-attached with variants already built: report them at once.
-                        let event = ImageProcessed {
-                            image_id,
-                            owner: Some(owner.clone()),
-                            status: ProcessOutcome::Ready,
-                            variants: record.variants,
-                            error: None,
-                        };
-                        infra::outbox::write(&mut tx, &event, Some(&trace.child())).await?;
-                    }
-                }
-                (None, None) => unreachable!("a missing image is refused"),
-            }
-        }
-        tx.commit().await.context("commit attach")?;
-        Ok(true)
-    }
-
     /// Builds the variants of every attached image of `owner` that is not
     /// done yet. An error is transient: the message is retried.
     pub async fn process_owner(&self, owner: &Owner, trace: &TraceParent) -> anyhow::Result<()> {
@@ -233,9 +159,10 @@ impl Processor {
     }
 }
 
-pub fn post_owner(event: &Envelope<PostCreated>) -> Owner {
+/// The post as an image owner.
+pub fn post_owner(post_id: proto::PostId) -> Owner {
     Owner {
         owner_type: OwnerType::Post,
-        id: event.data.post_id.0,
+        id: post_id.0,
     }
 }

@@ -1,0 +1,170 @@
+//! The file lifecycle driven by post events: attach the post's final image
+//! list, abandon what it dropped, abandon everything when it is deleted.
+//!
+//! Each event is applied in one transaction together with its inbox record
+//! and its aggregate's sequence, so a redelivered event changes nothing and
+//! events of one post apply in order even with several consumers.
+use super::{post_owner, Processor};
+use crate::{domain::FileState, domain::ProcessStatus, store::images};
+use anyhow::Context;
+use infra::{inbox, trace_context::TraceParent};
+use proto::{Envelope, EventId, ImageId, ImageProcessed, Owner, PostId, ProcessOutcome, UserId};
+use sqlx::{Postgres, Transaction};
+
+/// What became of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied now.
+    Yes,
+    /// Applied before (or superseded by a later event): nothing to do.
+    Duplicate,
+    /// An earlier event of the same post is still missing: retry later.
+    Early { expected: i64 },
+}
+
+impl Processor {
+    /// Applies `post.created` or `post.updated`: the post's images become
+    /// exactly `image_ids`. Images it had before and no longer lists are
+    /// abandoned.
+    #[tracing::instrument(skip_all, fields(event_id = %event.id, post_id = %post_id))]
+    pub async fn apply_post_images<T>(
+        &self,
+        event: &Envelope<T>,
+        post_id: PostId,
+        author: &UserId,
+        image_ids: &[ImageId],
+        trace: &TraceParent,
+    ) -> anyhow::Result<Applied> {
+        let mut tx = self.pool.begin().await.context("begin apply")?;
+        let applied = begin_event(&mut tx, event).await?;
+        if applied != Applied::Yes {
+            return Ok(applied);
+        }
+        let owner = post_owner(post_id);
+        let abandoned = images::abandon_others(&mut tx, &owner, image_ids)
+            .await
+            .context("abandon dropped images")?;
+        if abandoned > 0 {
+            tracing::info!(abandoned, "images dropped by the post were abandoned");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for &image_id in image_ids.iter().filter(|id| seen.insert(**id)) {
+            self.attach_one(&mut tx, image_id, &owner, author, trace)
+                .await?;
+        }
+        tx.commit().await.context("commit apply")?;
+        Ok(Applied::Yes)
+    }
+
+    /// Applies `post.deleted`: every image of the post is abandoned.
+    #[tracing::instrument(skip_all, fields(event_id = %event.id, post_id = %post_id))]
+    pub async fn apply_post_deleted<T>(
+        &self,
+        event: &Envelope<T>,
+        post_id: PostId,
+    ) -> anyhow::Result<Applied> {
+        let mut tx = self.pool.begin().await.context("begin apply")?;
+        let applied = begin_event(&mut tx, event).await?;
+        if applied != Applied::Yes {
+            return Ok(applied);
+        }
+        let abandoned = images::abandon_others(&mut tx, &post_owner(post_id), &[])
+            .await
+            .context("abandon images")?;
+        tracing::info!(abandoned, "post deleted; its images were abandoned");
+        tx.commit().await.context("commit apply")?;
+        Ok(Applied::Yes)
+    }
+
+    /// Attaches one image, or refuses it with a reason (reported to the
+    /// post as a failed image; the image itself is left untouched).
+    async fn attach_one(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        image_id: ImageId,
+        owner: &Owner,
+        author: &UserId,
+        trace: &TraceParent,
+    ) -> anyhow::Result<()> {
+        let record = images::lock(tx, image_id).await.context("lock image")?;
+        let refusal = match &record {
+            None => Some("image not found"),
+            Some(r) if r.uploader != *author => Some("image is not an upload of the post's author"),
+            Some(r) if r.state == FileState::Deleted => Some("image was deleted"),
+            Some(r) if r.state == FileState::Attached && r.owner.as_ref() != Some(owner) => {
+                Some("image is attached to another owner")
+            }
+            Some(_) => None,
+        };
+        let report = match (refusal, record) {
+            (Some(reason), _) => {
+                tracing::warn!(image_id = %image_id, reason, "image not attached");
+                Some(ImageProcessed {
+                    image_id,
+                    owner: Some(owner.clone()),
+                    status: ProcessOutcome::Failed,
+                    variants: vec![],
+                    error: Some(reason.to_owned()),
+                })
+            }
+            (None, Some(record)) => {
+                let already = record.state == FileState::Attached;
+                images::attach(tx, image_id, owner)
+                    .await
+                    .context("attach image")?;
+                // Newly attached with variants already built (re-attached after
+                // being abandoned): report them at once.
+                (!already && record.process_status == ProcessStatus::Ready).then(|| {
+                    ImageProcessed {
+                        image_id,
+                        owner: Some(owner.clone()),
+                        status: ProcessOutcome::Ready,
+                        variants: record.variants,
+                        error: None,
+                    }
+                })
+            }
+            (None, None) => unreachable!("a missing image is refused"),
+        };
+        if let Some(event) = report {
+            infra::outbox::write(tx, &event, Some(&trace.child())).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Records the event in the inbox and checks its place in the post's
+/// sequence; only `Applied::Yes` lets the caller apply it.
+async fn begin_event<T>(
+    tx: &mut Transaction<'_, Postgres>,
+    event: &Envelope<T>,
+) -> anyhow::Result<Applied> {
+    use inbox::InOrder;
+    match inbox::advance_sequence(
+        tx,
+        &event.aggregate_type,
+        event.aggregate_id,
+        event.sequence,
+    )
+    .await
+    .context("check sequence")?
+    {
+        InOrder::Next => {}
+        InOrder::Stale { last } => {
+            tracing::info!(
+                sequence = event.sequence,
+                last,
+                "event already applied or superseded"
+            );
+            return Ok(Applied::Duplicate);
+        }
+        InOrder::Early { expected } => return Ok(Applied::Early { expected }),
+    }
+    if !inbox::record(tx, EventId(event.id), &event.event_type)
+        .await
+        .context("record inbox")?
+    {
+        return Ok(Applied::Duplicate);
+    }
+    Ok(Applied::Yes)
+}
