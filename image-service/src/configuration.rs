@@ -1,5 +1,8 @@
 //! The image service's settings (`IMAGE_` prefix).
-use crate::pipeline::{Limits, Preset};
+use crate::{
+    pipeline::{Limits, Preset},
+    sweeper::SweepSettings,
+};
 use infra::{auth::AuthSettings, s3::S3Settings, settings, telemetry::LogSettings};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +17,7 @@ pub struct Settings {
     pub limits: Limits,
     pub variants: VariantSettings,
     pub workers: WorkerSettings,
+    pub sweeper: SweepSettings,
     pub log: LogSettings,
 }
 
@@ -193,6 +197,19 @@ impl settings::Settings for Settings {
             "workers.images_in_flight",
             "Images processed at once; 0 = one per CPU core.",
         ),
+        (
+            "sweeper.interval_secs",
+            "Seconds between sweeps for unused files.",
+        ),
+        (
+            "sweeper.upload_ttl_secs",
+            "Uploads never attached are deleted after this many seconds.",
+        ),
+        (
+            "sweeper.abandoned_grace_secs",
+            "Abandoned files are deleted after this many seconds.",
+        ),
+        ("sweeper.batch_size", "Files deleted per sweep batch."),
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
     ];
@@ -218,6 +235,9 @@ impl settings::Settings for Settings {
         }
         if self.limits.max_bytes == 0 || self.limits.max_pixels == 0 || self.limits.max_side == 0 {
             return Err("settings limits.* (IMAGE_LIMITS__*) must be positive".into());
+        }
+        if self.sweeper.interval_secs == 0 || self.sweeper.batch_size == 0 {
+            return Err("settings sweeper.interval_secs and sweeper.batch_size (IMAGE_SWEEPER__*) must be positive".into());
         }
         if self.amqp.concurrency == 0 {
             return Err(

@@ -5,6 +5,7 @@ use crate::{
     processing::Processor,
     routes::{self, AppState},
     storage::ObjectStore,
+    sweeper::Sweeper,
 };
 use actix_web::{dev::Server, web, App, HttpServer};
 use anyhow::Context;
@@ -17,6 +18,7 @@ pub struct Application {
     port: u16,
     server: Server,
     processor: Arc<Processor>,
+    sweeper: Arc<Sweeper>,
     amqp_url: String,
     concurrency: u16,
 }
@@ -55,6 +57,12 @@ impl Application {
                 settings.workers.images_in_flight(),
             )),
         });
+        let sweeper = Arc::new(Sweeper {
+            pool: pool.clone(),
+            store: store.clone(),
+            presets: settings.variants.parsed(),
+            settings: settings.sweeper.clone(),
+        });
         let state = web::Data::new(AppState {
             pool,
             store,
@@ -83,6 +91,7 @@ impl Application {
             port,
             server,
             processor,
+            sweeper,
             amqp_url: settings.amqp.url,
             concurrency: settings.amqp.concurrency,
         })
@@ -117,9 +126,14 @@ impl Application {
                 .await
             }
         });
+        let sweeper = tokio::spawn({
+            let (sweeper, cancel) = (self.sweeper, cancel.clone());
+            async move { sweeper.run(cancel).await }
+        });
         cancel.cancelled().await;
         handle.stop(true).await;
         let _ = consumer.await;
+        let _ = sweeper.await;
         let _ = server.await;
         tracing::info!("image service stopped");
         Ok(())

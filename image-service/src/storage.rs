@@ -54,6 +54,63 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Deletes objects in batches of 1000 (`DeleteObjects`). A key that does
+    /// not exist counts as deleted.
+    #[tracing::instrument(skip(self, keys), fields(keys = keys.len()))]
+    pub async fn delete_many(&self, keys: &[String]) -> Result<(), StorageError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::Error::new(e).context("build delete request"))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| anyhow::Error::new(e).context("build delete request"))?;
+            let output = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| anyhow::Error::new(e).context("delete objects"))?;
+            let failed: Vec<String> = output
+                .errors()
+                .iter()
+                .filter(|e| e.code() != Some("NoSuchKey"))
+                .map(|e| format!("{}: {}", e.key().unwrap_or("?"), e.message().unwrap_or("?")))
+                .collect();
+            if !failed.is_empty() {
+                return Err(anyhow::anyhow!("could not delete {}", failed.join(", ")).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key in the bucket.
+    pub async fn list_all(&self) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| anyhow::Error::new(e).context("list objects"))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        Ok(keys)
+    }
+
     /// Reads an object; `None` when it does not exist.
     #[tracing::instrument(skip(self))]
     pub async fn get(&self, key: &str) -> Result<Option<StoredObject>, StorageError> {

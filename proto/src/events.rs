@@ -64,6 +64,39 @@ impl Event for PostDeleted {
     }
 }
 
+/// A create or update that named these images failed and was rolled back;
+/// images it would have attached and nothing else uses may be cleaned up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostRolledBack {
+    /// The post that was being created or updated.
+    pub post_id: PostId,
+    pub image_ids: Vec<ImageId>,
+}
+
+impl Event for PostRolledBack {
+    const TYPE: &'static str = "post.rolled_back";
+    const VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "post";
+    fn aggregate_id(&self) -> Uuid {
+        self.post_id.0
+    }
+}
+
+/// The objects of an image are gone from storage; the row stays as a tombstone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageDeleted {
+    pub image_id: ImageId,
+}
+
+impl Event for ImageDeleted {
+    const TYPE: &'static str = "image.deleted";
+    const VERSION: u32 = 1;
+    const AGGREGATE_TYPE: &'static str = "image";
+    fn aggregate_id(&self) -> Uuid {
+        self.image_id.0
+    }
+}
+
 /// The kind of thing an image belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -11,7 +11,7 @@ pub mod topology;
 
 pub use envelope::{DecodeError, Envelope, RawEnvelope};
 pub use events::{
-    Event, ImageProcessed, Owner, OwnerType, PostCreated, PostDeleted, PostUpdated, ProcessOutcome,
-    Variant,
+    Event, ImageDeleted, ImageProcessed, Owner, OwnerType, PostCreated, PostDeleted,
+    PostRolledBack, PostUpdated, ProcessOutcome, Variant,
 };
 pub use ids::{EventId, ImageId, PostId, UserId};

@@ -146,6 +146,39 @@ fn post_deleted_matches_its_golden_file() {
 }
 
 #[test]
+fn post_rolled_back_matches_its_golden_file() {
+    round_trip(
+        "post.rolled_back",
+        post_envelope(
+            uuid!("01937a4e-8b2c-7c3d-9a1b-2c3d4e5f6a7f"),
+            "post.rolled_back",
+            1,
+            15,
+            PostRolledBack {
+                post_id: PostId(POST),
+                image_ids: vec![ImageId(IMAGE_A)],
+            },
+        ),
+    );
+}
+
+#[test]
+fn image_deleted_matches_its_golden_file() {
+    let mut expected = post_envelope(
+        uuid!("01937a4e-8b2c-7c3d-9a1b-2c3d4e5f6a80"),
+        "image.deleted",
+        3,
+        20,
+        ImageDeleted {
+            image_id: ImageId(IMAGE_A),
+        },
+    );
+    expected.aggregate_type = "image".into();
+    expected.aggregate_id = IMAGE_A;
+    round_trip("image.deleted", expected);
+}
+
+#[test]
 fn unknown_fields_are_ignored() {
     let mut json = golden("post.created");
     json["added_later"] = serde_json::json!(true);

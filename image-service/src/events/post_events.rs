@@ -5,7 +5,7 @@ use infra::{
     trace_context::{TraceParent, TRACEPARENT},
 };
 use lapin::message::Delivery;
-use proto::{Event, PostCreated, PostDeleted, PostId, PostUpdated, RawEnvelope};
+use proto::{Event, PostCreated, PostDeleted, PostId, PostRolledBack, PostUpdated, RawEnvelope};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -61,6 +61,15 @@ impl PostEventsHandler {
             },
             PostDeleted::TYPE => match raw.decode::<PostDeleted>() {
                 Ok(e) => (processor.apply_post_deleted(&e, e.data.post_id).await, None),
+                Err(e) => return Outcome::DeadLetter(e.to_string()),
+            },
+            PostRolledBack::TYPE => match raw.decode::<PostRolledBack>() {
+                Ok(e) => (
+                    processor
+                        .apply_post_rolled_back(&e, &e.data.image_ids)
+                        .await,
+                    None,
+                ),
                 Err(e) => return Outcome::DeadLetter(e.to_string()),
             },
             other => return Outcome::DeadLetter(format!("unknown event type `{other}`")),

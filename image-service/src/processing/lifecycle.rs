@@ -76,6 +76,29 @@ impl Processor {
         Ok(Applied::Yes)
     }
 
+    /// Applies `post.rolled_back`: of the images the failed change named,
+    /// those nothing has claimed are abandoned (the sweeper deletes them
+    /// after the grace period unless a retry attaches them first). Attached
+    /// images, for example by a successful retry, are left alone.
+    #[tracing::instrument(skip_all, fields(event_id = %event.id, post_id = %event.aggregate_id))]
+    pub async fn apply_post_rolled_back<T>(
+        &self,
+        event: &Envelope<T>,
+        image_ids: &[ImageId],
+    ) -> anyhow::Result<Applied> {
+        let mut tx = self.pool.begin().await.context("begin apply")?;
+        let applied = begin_event(&mut tx, event).await?;
+        if applied != Applied::Yes {
+            return Ok(applied);
+        }
+        let abandoned = images::abandon_unclaimed(&mut tx, image_ids)
+            .await
+            .context("abandon unclaimed images")?;
+        tracing::info!(abandoned, "rolled-back change; unclaimed images abandoned");
+        tx.commit().await.context("commit apply")?;
+        Ok(Applied::Yes)
+    }
+
     /// Attaches one image, or refuses it with a reason (reported to the
     /// post as a failed image; the image itself is left untouched).
     async fn attach_one(

@@ -158,6 +158,81 @@ pub async fn abandon_others(
     Ok(abandoned)
 }
 
+/// Abandons those of `ids` that are still unclaimed (`uploaded`/`assigned`).
+pub async fn abandon_unclaimed(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: &[ImageId],
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+    let abandoned = sqlx::query(
+        "UPDATE images SET state = 'abandoned', abandoned_at = now(), updated_at = now()
+         WHERE id = ANY($1) AND state IN ('uploaded', 'assigned')",
+    )
+    .bind(&ids)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(abandoned)
+}
+
+/// Files due for deletion: abandoned longer than `grace_secs`, or uploaded
+/// and never claimed for `ttl_secs`. Locked (skipping rows another sweeper
+/// holds) until the caller's transaction ends, so nothing re-attaches them
+/// while their objects are deleted. Each half reads its own partial index.
+pub async fn lock_sweepable(
+    tx: &mut Transaction<'_, Postgres>,
+    grace_secs: i64,
+    ttl_secs: i64,
+    limit: i64,
+) -> Result<Vec<ImageRecord>, sqlx::Error> {
+    let mut rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM images
+         WHERE state = 'abandoned' AND abandoned_at < now() - make_interval(secs => $1)
+         ORDER BY abandoned_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(grace_secs as f64)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?;
+    let left = limit - rows.len() as i64;
+    if left > 0 {
+        let unclaimed: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM images
+             WHERE state = 'uploaded' AND created_at < now() - make_interval(secs => $1)
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(ttl_secs as f64)
+        .bind(left)
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.extend(unclaimed);
+    }
+    rows.into_iter().map(ImageRecord::try_from).collect()
+}
+
+/// Marks files whose objects are gone; the rows stay as tombstones.
+pub async fn mark_deleted(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: &[ImageId],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+    sqlx::query(
+        "UPDATE images SET state = 'deleted', variants = '[]', updated_at = now() WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Every row, for reconciliation against the bucket.
+pub async fn all(pool: &PgPool) -> Result<Vec<ImageRecord>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM images"))
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter().map(ImageRecord::try_from).collect()
+}
+
 /// Attached images of `owner` whose variants are still to be built.
 pub async fn unprocessed_of_owner(
     pool: &PgPool,

@@ -207,3 +207,36 @@ pub async fn apply_created(
     let d = &event.data;
     apply(processor, event, d.post_id, &d.author_id.0, &d.image_ids).await
 }
+
+impl TestApp {
+    /// A sweeper with the given grace period and upload TTL (seconds).
+    pub fn sweeper(&self, grace_secs: u64, ttl_secs: u64) -> image_service::sweeper::Sweeper {
+        image_service::sweeper::Sweeper {
+            pool: self.pool.clone(),
+            store: ObjectStore::new(self.settings.s3.client(), self.settings.s3.bucket.clone()),
+            presets: self.settings.variants.parsed(),
+            settings: image_service::sweeper::SweepSettings {
+                abandoned_grace_secs: grace_secs,
+                upload_ttl_secs: ttl_secs,
+                ..Default::default()
+            },
+        }
+    }
+
+    pub async fn reconcile(&self, delete: bool) -> image_service::reconcile::Report {
+        let store = ObjectStore::new(self.settings.s3.client(), self.settings.s3.bucket.clone());
+        image_service::reconcile::reconcile(&self.pool, &store, delete)
+            .await
+            .unwrap()
+    }
+
+    /// Asserts the bucket and the database agree, and that it holds `objects` objects.
+    pub async fn assert_reconciled(&self, objects: usize) {
+        let report = self.reconcile(false).await;
+        assert!(
+            report.unexplained.is_empty() && report.missing.is_empty(),
+            "{report}"
+        );
+        assert_eq!(report.objects, objects, "{report}");
+    }
+}

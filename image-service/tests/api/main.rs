@@ -1,4 +1,5 @@
 mod corpus;
 mod helpers;
+mod orphans;
 mod processing;
 mod uploads;

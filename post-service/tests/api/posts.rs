@@ -115,11 +115,9 @@ async fn a_create_whose_transaction_fails_after_the_post_insert_leaves_no_post_a
     .await
     .unwrap();
 
+    let image = Uuid::now_v7();
     let response = app
-        .create_post(
-            "alice",
-            &json!({"title": "Hello", "image_ids": [Uuid::now_v7()]}),
-        )
+        .create_post("alice", &json!({"title": "Hello", "image_ids": [image]}))
         .await;
     let problem = assert_problem(response, 500).await;
     assert!(
@@ -127,8 +125,15 @@ async fn a_create_whose_transaction_fails_after_the_post_insert_leaves_no_post_a
         "5xx bodies are opaque: {problem}"
     );
     assert_eq!(app.count("posts").await, 0);
-    assert_eq!(app.count("outbox").await, 0);
-    assert_eq!(app.count("outbox_sequences").await, 0);
+    // No post.created; only the rolled-back notice naming the images.
+    let events: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT event_type, data FROM outbox")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "post.rolled_back");
+    assert_eq!(events[0].1["image_ids"], json!([image]));
     app.stop().await;
 }
 

@@ -1,6 +1,6 @@
 //! `PATCH /v1/posts/{id}` and `DELETE /v1/posts/{id}`: author only, guarded
 //! by `If-Match`, each change and its event in one transaction.
-use super::{etag, view};
+use super::{etag, rollback, view};
 use crate::{
     domain::{Post, PostPatch},
     error::ApiError,
@@ -40,11 +40,27 @@ pub async fn patch_post(
         state.max_images,
     )
     .map_err(ApiError::Validation)?;
+    let post_id = PostId(*id);
+    let result = patch_in_transaction(&req, &caller, &trace, post_id, &patch, &state).await;
+    if let (Err(ApiError::Unexpected(_)), Some(named)) = (&result, &patch.image_ids) {
+        rollback::report(&state.pool, post_id, named, &trace).await;
+    }
+    result
+}
+
+async fn patch_in_transaction(
+    req: &HttpRequest,
+    caller: &Caller,
+    trace: &TraceParent,
+    id: PostId,
+    patch: &PostPatch,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let mut tx = state.pool.begin().await.context("begin patch")?;
-    let post = lock_for_change(&mut tx, PostId(*id), &caller, &req).await?;
+    let post = lock_for_change(&mut tx, id, caller, req).await?;
     if patch.is_noop_for(&post) {
         // Nothing changes: no version bump, no event.
-        return Ok(respond(HttpResponse::Ok(), &post, &state));
+        return Ok(respond(HttpResponse::Ok(), &post, state));
     }
     let title = patch.title.as_deref().unwrap_or(&post.title);
     let body = patch.body.as_deref().unwrap_or(&post.body);
@@ -65,11 +81,11 @@ pub async fn patch_post(
         author_id: post.author.clone(),
         image_ids: updated.images.iter().map(|i| i.image_id).collect(),
     };
-    infra::outbox::write(&mut tx, &event, Some(&trace))
+    infra::outbox::write(&mut tx, &event, Some(trace))
         .await
         .context("write post.updated")?;
     tx.commit().await.context("commit patch")?;
-    Ok(respond(HttpResponse::Ok(), &updated, &state))
+    Ok(respond(HttpResponse::Ok(), &updated, state))
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %caller.user, post_id = %id))]

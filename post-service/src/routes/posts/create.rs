@@ -1,5 +1,5 @@
 //! `POST /v1/posts`, with `Idempotency-Key`.
-use super::{etag, view};
+use super::{etag, rollback, view};
 use crate::{
     domain::NewPost,
     error::ApiError,
@@ -50,9 +50,36 @@ pub async fn create_post(
     )
     .map_err(ApiError::Validation)?;
 
+    let id = PostId::new();
+    tracing::Span::current().record("post_id", tracing::field::display(id));
+    let result = create_in_transaction(
+        &state,
+        &caller,
+        &trace,
+        id,
+        &new,
+        key.as_deref(),
+        &fingerprint,
+    )
+    .await;
+    if let Err(ApiError::Unexpected(_)) = &result {
+        rollback::report(&state.pool, id, &new.image_ids, &trace).await;
+    }
+    result
+}
+
+async fn create_in_transaction(
+    state: &AppState,
+    caller: &Caller,
+    trace: &TraceParent,
+    id: PostId,
+    new: &NewPost,
+    key: Option<&str>,
+    fingerprint: &serde_json::Value,
+) -> Result<HttpResponse, ApiError> {
     let mut tx = state.pool.begin().await.context("begin create post")?;
-    if let Some(key) = &key {
-        match idempotency::claim(&mut tx, &caller.user, key, &fingerprint)
+    if let Some(key) = key {
+        match idempotency::claim(&mut tx, &caller.user, key, fingerprint)
             .await
             .context("claim idempotency key")?
         {
@@ -68,9 +95,7 @@ pub async fn create_post(
             }
         }
     }
-    let id = PostId::new();
-    tracing::Span::current().record("post_id", tracing::field::display(id));
-    posts::insert_post(&mut tx, id, &caller.user, &new)
+    posts::insert_post(&mut tx, id, &caller.user, new)
         .await
         .context("insert post")?;
     let event = PostCreated {
@@ -78,7 +103,7 @@ pub async fn create_post(
         author_id: caller.user.clone(),
         image_ids: new.image_ids.clone(),
     };
-    infra::outbox::write(&mut tx, &event, Some(&trace))
+    infra::outbox::write(&mut tx, &event, Some(trace))
         .await
         .context("write post.created")?;
     let post = posts::lock(&mut tx, id)
@@ -86,7 +111,7 @@ pub async fn create_post(
         .context("read created post")?
         .context("created post vanished")?;
     let body = view(&post, &state.image_base_url);
-    if let Some(key) = &key {
+    if let Some(key) = key {
         idempotency::save_response(&mut tx, &caller.user, key, 201, &body)
             .await
             .context("save idempotent response")?;

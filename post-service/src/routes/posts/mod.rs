@@ -2,6 +2,7 @@
 mod change;
 mod create;
 mod read;
+mod rollback;
 
 pub use change::{delete_post, patch_post};
 pub use create::create_post;
