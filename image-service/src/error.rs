@@ -14,6 +14,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("{0}")]
+    Conflict(String),
     #[error("object store unavailable")]
     StorageUnavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -41,6 +43,7 @@ impl ApiError {
             ),
             BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             StorageUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage-unavailable",

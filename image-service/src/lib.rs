@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod pipeline;
+pub mod presign;
 pub mod processing;
 pub mod reconcile;
 pub mod routes;

@@ -5,7 +5,7 @@
 use crate::{
     domain::{FileState, ProcessStatus},
     storage::{self, ObjectStore},
-    store::images,
+    store::{images, pending},
 };
 use anyhow::Context;
 use sqlx::PgPool;
@@ -33,8 +33,9 @@ pub async fn reconcile(pool: &PgPool, store: &ObjectStore, delete: bool) -> anyh
     // Rows first: an object written after this read belongs to a row
     // committed before its write, so it is explained by a later run at worst.
     let records = images::all(pool).await.context("read rows")?;
+    let staged = pending::keys(pool).await.context("read pending uploads")?;
     let keys: HashSet<String> = store.list_all().await?.into_iter().collect();
-    let mut explained = HashSet::new();
+    let mut explained: HashSet<String> = staged.into_iter().collect();
     let mut in_progress = HashSet::new();
     let mut missing = Vec::new();
     for record in records.iter().filter(|r| r.state != FileState::Deleted) {

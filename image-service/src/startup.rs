@@ -68,6 +68,7 @@ impl Application {
             store,
             limits: settings.limits,
             public_base_url: settings.application.public_base_url.clone(),
+            s3: settings.s3.clone(),
         });
         let authenticator = web::Data::new(infra::auth::Authenticator::new(&settings.auth));
 

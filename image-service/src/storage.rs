@@ -26,6 +26,11 @@ pub fn original_key(id: ImageId) -> String {
     format!("originals/{id}")
 }
 
+/// Where a presigned upload is staged until `complete` verified it.
+pub fn staging_key(id: ImageId) -> String {
+    format!("uploads/{id}")
+}
+
 pub fn variant_key(id: ImageId, name: &str, extension: &str) -> String {
     format!("variants/{id}/{name}.{extension}")
 }

@@ -9,7 +9,7 @@
 use crate::{
     pipeline::Preset,
     storage::{self, ObjectStore},
-    store::images,
+    store::{images, pending},
 };
 use anyhow::Context;
 use proto::{ImageDeleted, ImageId};
@@ -50,9 +50,33 @@ pub struct Sweeper {
 }
 
 impl Sweeper {
-    /// Deletes one batch; returns how many files were deleted.
+    /// Deletes one batch of files and of expired presigned uploads; returns
+    /// how many were deleted.
     #[tracing::instrument(skip_all)]
     pub async fn sweep_once(&self) -> anyhow::Result<usize> {
+        Ok(self.sweep_files().await? + self.sweep_expired_uploads().await?)
+    }
+
+    /// Staging objects of presigned uploads whose policy expired.
+    async fn sweep_expired_uploads(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await.context("begin sweep")?;
+        let expired = pending::lock_expired(&mut tx, self.settings.batch_size.into())
+            .await
+            .context("find expired uploads")?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<String> = expired.iter().map(|p| p.object_key.clone()).collect();
+        self.store.delete_many(&keys).await?;
+        let ids: Vec<uuid::Uuid> = expired.iter().map(|p| p.id).collect();
+        pending::delete(&mut tx, &ids)
+            .await
+            .context("forget expired uploads")?;
+        tx.commit().await.context("commit sweep")?;
+        Ok(ids.len())
+    }
+
+    async fn sweep_files(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await.context("begin sweep")?;
         let due = images::lock_sweepable(
             &mut tx,

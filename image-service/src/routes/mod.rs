@@ -1,9 +1,11 @@
 //! HTTP routes under `/v1`.
 mod images;
+mod presigned;
 mod uploads;
 
 use crate::{pipeline::Limits, storage::ObjectStore};
 use actix_web::web;
+use infra::s3::S3Settings;
 use proto::ImageId;
 use sqlx::PgPool;
 
@@ -13,6 +15,8 @@ pub struct AppState {
     pub store: ObjectStore,
     pub limits: Limits,
     pub public_base_url: String,
+    /// For signing presigned POST policies.
+    pub s3: S3Settings,
 }
 
 impl AppState {
@@ -36,6 +40,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1")
             .route("/uploads", web::post().to(uploads::upload))
+            .route("/uploads/presign", web::post().to(presigned::presign))
+            .route(
+                "/uploads/{id}/complete",
+                web::post().to(presigned::complete),
+            )
             .route("/images/{id}", web::get().to(images::get_image))
             .route("/images/{id}/original", web::get().to(images::get_original))
             .route(

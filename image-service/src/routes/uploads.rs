@@ -29,8 +29,22 @@ pub async fn upload(
         check_declared_length(&req, max)?;
         read_capped(payload, max).await?
     };
+    store_upload(&state, &caller, ImageId::new(), body).await
+}
+
+/// Checks `body` (format, header, limits), commits its row and then writes
+/// it as the original. Shared by direct and presigned uploads.
+pub(super) async fn store_upload(
+    state: &AppState,
+    caller: &Caller,
+    id: ImageId,
+    body: Vec<u8>,
+) -> Result<HttpResponse, ApiError> {
     if body.is_empty() {
         return Err(ApiError::BadRequest("the upload is empty".into()));
+    }
+    if body.len() as u64 > state.limits.max_bytes {
+        return Err(too_large(state.limits.max_bytes));
     }
     let format = pipeline::sniff(&body).map_err(|e| ApiError::UnsupportedFormat(e.0))?;
     let limits = state.limits;
@@ -39,7 +53,6 @@ pub async fn upload(
         ProbeError::Unreadable(m) => ApiError::Unreadable(m),
     })?;
 
-    let id = ImageId::new();
     tracing::Span::current().record("image_id", tracing::field::display(id));
     let key = storage::original_key(id);
     let mut tx = state

@@ -1,5 +1,6 @@
 mod corpus;
 mod helpers;
 mod orphans;
+mod presigned;
 mod processing;
 mod uploads;

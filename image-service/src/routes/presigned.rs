@@ -1,0 +1,98 @@
+//! Presigned uploads: `POST /v1/uploads/presign` hands out a POST policy for
+//! the staging key `uploads/<id>`; `POST /v1/uploads/{id}/complete` verifies
+//! what arrived exactly like a direct upload before it becomes an image.
+use super::{uploads::store_upload, AppState};
+use crate::{error::ApiError, presign::presign_post, storage, store::pending};
+use actix_web::{web, HttpResponse};
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use infra::auth::Caller;
+use proto::ImageId;
+use uuid::Uuid;
+
+/// How long a presigned policy stays usable.
+const VALID_FOR_MINUTES: i64 = 15;
+
+#[tracing::instrument(skip_all, fields(user_id = %caller.user))]
+pub async fn presign(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = ImageId::new();
+    let key = storage::staging_key(id);
+    let now = Utc::now();
+    let valid_for = Duration::minutes(VALID_FOR_MINUTES);
+    // Committed before the client can write the object.
+    pending::insert(&state.pool, id, &caller.user, &key, now + valid_for)
+        .await
+        .context("record pending upload")?;
+    let post = presign_post(&state.s3, &key, state.limits.max_bytes, valid_for, now);
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "id": id,
+        "url": post.url,
+        "fields": post.fields,
+        "expires_at": post.expires_at,
+        "max_bytes": state.limits.max_bytes,
+    })))
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %caller.user, image_id = %id))]
+pub async fn complete(
+    caller: Caller,
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ImageId(*id);
+    // The pending row stays locked until the outcome is recorded, so two
+    // completes of one upload cannot both register it.
+    let mut tx = state.pool.begin().await.context("begin complete")?;
+    let upload = pending::lock(&mut tx, id, &caller.user)
+        .await
+        .context("read pending upload")?
+        .ok_or(ApiError::NotFound)?;
+    if upload.completed_at.is_some() {
+        return Err(ApiError::Conflict(
+            "this upload was completed already".into(),
+        ));
+    }
+    let object = state
+        .store
+        .get(&upload.object_key)
+        .await
+        .map_err(|e| ApiError::StorageUnavailable(e.into()))?
+        .ok_or_else(|| ApiError::Conflict("nothing was uploaded for this id yet".into()))?;
+    match store_upload(&state, &caller, id, object.bytes).await {
+        Ok(response) => {
+            pending::mark_completed(&mut tx, id)
+                .await
+                .context("mark completed")?;
+            tx.commit().await.context("commit complete")?;
+            remove_staging(&state, &upload.object_key).await;
+            Ok(response)
+        }
+        Err(refused) if refused_for_good(&refused) => {
+            // A bad object: remove it, then the row that explained it.
+            state
+                .store
+                .delete_many(&[upload.object_key.clone()])
+                .await
+                .map_err(|e| ApiError::StorageUnavailable(e.into()))?;
+            pending::delete(&mut tx, &[upload.id])
+                .await
+                .context("forget pending upload")?;
+            tx.commit().await.context("commit refusal")?;
+            Err(refused)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+fn refused_for_good(error: &ApiError) -> bool {
+    use actix_web::ResponseError;
+    error.status_code().is_client_error()
+}
+
+/// The verified bytes now live under the original's key; the staging copy
+/// goes at once (or with the pending row when it expires).
+async fn remove_staging(state: &AppState, key: &str) {
+    if let Err(e) = state.store.delete_many(&[key.to_owned()]).await {
+        tracing::warn!(error = %e, key, "staging object left for the sweeper");
+    }
+}
