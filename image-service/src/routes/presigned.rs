@@ -71,7 +71,7 @@ pub async fn complete(
             // A bad object: remove it, then the row that explained it.
             state
                 .store
-                .delete_many(&[upload.object_key.clone()])
+                .delete_many(std::slice::from_ref(&upload.object_key))
                 .await
                 .map_err(|e| ApiError::StorageUnavailable(e.into()))?;
             pending::delete(&mut tx, &[upload.id])
