@@ -16,6 +16,8 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("object store unavailable")]
     StorageUnavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -44,6 +46,7 @@ impl ApiError {
             BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             StorageUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage-unavailable",

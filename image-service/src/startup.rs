@@ -69,6 +69,7 @@ impl Application {
             limits: settings.limits,
             public_base_url: settings.application.public_base_url.clone(),
             s3: settings.s3.clone(),
+            processor: processor.clone(),
         });
         let authenticator = web::Data::new(infra::auth::Authenticator::new(&settings.auth));
 
@@ -108,7 +109,7 @@ impl Application {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
         let handler = Arc::new(PostEventsHandler {
-            processor: self.processor,
+            processor: self.processor.clone(),
         });
         let options = ConsumerOptions {
             name: consumer_name(IMAGE_SERVICE_POST_EVENTS.name),
@@ -131,12 +132,33 @@ impl Application {
             let (sweeper, cancel) = (self.sweeper, cancel.clone());
             async move { sweeper.run(cancel).await }
         });
+        let resumer = tokio::spawn({
+            let (processor, cancel) = (self.processor.clone(), cancel.clone());
+            async move { resume_stalled(&processor, cancel).await }
+        });
         cancel.cancelled().await;
         handle.stop(true).await;
         let _ = consumer.await;
         let _ = sweeper.await;
+        let _ = resumer.await;
         let _ = server.await;
         tracing::info!("image service stopped");
         Ok(())
+    }
+}
+
+/// Images whose processing stalled this long (a worker died mid-way, or a
+/// reprocess request was cut short) are picked up again.
+const STALLED_AFTER_SECS: i64 = 300;
+
+async fn resume_stalled(processor: &Processor, cancel: CancellationToken) {
+    while !cancel.is_cancelled() {
+        if let Err(e) = processor.resume_stalled(STALLED_AFTER_SECS).await {
+            tracing::error!(error = ?e, "resuming stalled images failed");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
     }
 }

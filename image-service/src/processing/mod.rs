@@ -44,6 +44,24 @@ impl Processor {
         Ok(())
     }
 
+    /// Builds (or rebuilds) one image's variants if it is due.
+    pub async fn process_image(&self, id: ImageId, trace: &TraceParent) -> anyhow::Result<()> {
+        self.process_one(id, trace).await
+    }
+
+    /// Resumes images whose processing stalled for `secs` (the worker died).
+    pub async fn resume_stalled(&self, secs: i64) -> anyhow::Result<usize> {
+        let stalled = images::stalled(&self.pool, secs, 50)
+            .await
+            .context("find stalled images")?;
+        let trace = TraceParent::new_root();
+        for &id in &stalled {
+            tracing::warn!(image_id = %id, "resuming stalled processing");
+            self.process_one(id, &trace).await?;
+        }
+        Ok(stalled.len())
+    }
+
     #[tracing::instrument(skip_all, fields(image_id = %id))]
     async fn process_one(&self, id: ImageId, trace: &TraceParent) -> anyhow::Result<()> {
         let _permit = self
@@ -81,10 +99,21 @@ impl Processor {
                 .await?
             }
         };
+        let stale = match &event {
+            Some(event) => stale_variant_keys(&record, &event.variants),
+            None => vec![],
+        };
         if let Some(event) = event {
             infra::outbox::write(&mut tx, &event, Some(&trace.child())).await?;
         }
         tx.commit().await.context("commit finish")?;
+        if !stale.is_empty() {
+            // Variants of presets no longer configured, removed only now
+            // that the row no longer lists them.
+            if let Err(e) = self.store.delete_many(&stale).await {
+                tracing::warn!(error = %e, "stale variants left for reconcile");
+            }
+        }
         Ok(())
     }
 
@@ -157,6 +186,20 @@ impl Processor {
             error,
         }))
     }
+}
+
+/// Keys of variants the record listed that the new build no longer has.
+fn stale_variant_keys(record: &ImageRecord, built: &[Variant]) -> Vec<String> {
+    record
+        .variants
+        .iter()
+        .filter(|old| {
+            !built
+                .iter()
+                .any(|new| new.name == old.name && new.format == old.format)
+        })
+        .map(|old| storage::variant_key(record.id, &old.name, &old.format))
+        .collect()
 }
 
 /// The post as an image owner.

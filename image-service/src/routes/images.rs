@@ -43,6 +43,48 @@ fn view(record: &ImageRecord, state: &AppState) -> serde_json::Value {
     })
 }
 
+/// Scope that lets internal services act on any image.
+const ADMIN_SCOPE: &str = "images:admin";
+
+/// Rebuilds an attached image's variants (after a failure, or when presets
+/// changed). Answers `202` at once; the work runs in the background and
+/// ends with `image.processed`, like the first build.
+#[tracing::instrument(skip_all, fields(image_id = %id))]
+pub async fn reprocess(
+    caller: Caller,
+    trace: infra::trace_context::TraceParent,
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ImageId(*id);
+    let record = crate::store::images::get(&state.pool, id)
+        .await
+        .context("read image")?
+        .ok_or(ApiError::NotFound)?;
+    if record.uploader != caller.user && !caller.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+        return Err(ApiError::Forbidden(
+            "only the uploader or an images:admin token may reprocess".into(),
+        ));
+    }
+    let Some(record) = crate::store::images::request_reprocess(&state.pool, id)
+        .await
+        .context("request reprocess")?
+    else {
+        return Err(ApiError::Conflict(format!(
+            "only attached images whose processing has finished can be reprocessed (state {}, process_status {})",
+            record.state.as_str(),
+            record.process_status.as_str()
+        )));
+    };
+    let processor = state.processor.clone();
+    tokio::spawn(async move {
+        if let Err(e) = processor.process_image(id, &trace).await {
+            tracing::warn!(image_id = %id, error = ?e, "reprocess failed; the stalled-image resumer retries it");
+        }
+    });
+    Ok(HttpResponse::Accepted().json(view(&record, &state)))
+}
+
 /// The original bytes; originals are private, so a token is required.
 #[tracing::instrument(skip_all, fields(image_id = %id))]
 pub async fn get_original(

@@ -3,7 +3,7 @@ mod images;
 mod presigned;
 mod uploads;
 
-use crate::{pipeline::Limits, storage::ObjectStore};
+use crate::{pipeline::Limits, processing::Processor, storage::ObjectStore};
 use actix_web::web;
 use infra::s3::S3Settings;
 use proto::ImageId;
@@ -17,6 +17,8 @@ pub struct AppState {
     pub public_base_url: String,
     /// For signing presigned POST policies.
     pub s3: S3Settings,
+    /// Runs reprocessing requests.
+    pub processor: std::sync::Arc<Processor>,
 }
 
 impl AppState {
@@ -47,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .route("/images/{id}", web::get().to(images::get_image))
             .route("/images/{id}/original", web::get().to(images::get_original))
+            .route("/images/{id}/reprocess", web::post().to(images::reprocess))
             .route(
                 "/images/{id}/variants/{file}",
                 web::get().to(images::get_variant),

@@ -225,6 +225,37 @@ pub async fn mark_deleted(
     Ok(())
 }
 
+/// Puts an attached image back to `pending` so its variants are rebuilt.
+pub async fn request_reprocess(
+    pool: &PgPool,
+    id: ImageId,
+) -> Result<Option<ImageRecord>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "UPDATE images SET process_status = 'pending', last_error = NULL, updated_at = now()
+         WHERE id = $1 AND state = 'attached' AND process_status IN ('ready', 'failed')
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id.0)
+    .fetch_optional(pool)
+    .await?;
+    row.map(ImageRecord::try_from).transpose()
+}
+
+/// Attached images left unfinished for longer than `secs`.
+pub async fn stalled(pool: &PgPool, secs: i64, limit: i64) -> Result<Vec<ImageId>, sqlx::Error> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM images
+         WHERE state = 'attached' AND process_status IN ('pending', 'processing')
+           AND updated_at < now() - make_interval(secs => $1)
+         ORDER BY updated_at LIMIT $2",
+    )
+    .bind(secs as f64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(ids.into_iter().map(ImageId).collect())
+}
+
 /// Every row, for reconciliation against the bucket.
 pub async fn all(pool: &PgPool) -> Result<Vec<ImageRecord>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM images"))

@@ -3,4 +3,5 @@ mod helpers;
 mod orphans;
 mod presigned;
 mod processing;
+mod reprocess;
 mod uploads;
