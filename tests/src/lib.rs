@@ -20,6 +20,8 @@ pub struct Program {
 
 /// The three programs, running.
 pub struct Stack {
+    pub posts_db: String,
+    pub images_db: String,
     pub post: Program,
     pub image: Program,
     pub relay: Program,
@@ -55,6 +57,11 @@ fn binary(name: &str) -> PathBuf {
 
 impl Stack {
     pub async fn start() -> Stack {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra image-service settings (e.g. a short sweeper grace).
+    pub async fn start_with(image_settings: &[(&str, &str)]) -> Stack {
         let posts_db = infra::testing::fresh_database("e2e_posts").await;
         let images_db = infra::testing::fresh_database("e2e_images").await;
         let amqp_url = infra::testing::fresh_vhost().await;
@@ -77,22 +84,19 @@ impl Stack {
 
         let image_port = free_port();
         let image_base = format!("http://127.0.0.1:{image_port}");
-        let image = spawn(
-            "image-service",
-            image_port,
-            &logs,
-            &[
-                ("IMAGE_APPLICATION__PORT", image_port.to_string()),
-                ("IMAGE_APPLICATION__PUBLIC_BASE_URL", image_base.clone()),
-                ("IMAGE_DATABASE__URL", images_db.clone()),
-                ("IMAGE_AMQP__URL", amqp_url.clone()),
-                ("IMAGE_AUTH__JWT_SECRET", SECRET.into()),
-                ("IMAGE_S3__ENDPOINT", s3.endpoint.clone()),
-                ("IMAGE_S3__BUCKET", s3.bucket.clone()),
-                ("IMAGE_S3__ACCESS_KEY_ID", s3.access_key_id.clone()),
-                ("IMAGE_S3__SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
-            ],
-        );
+        let mut image_env = vec![
+            ("IMAGE_APPLICATION__PORT", image_port.to_string()),
+            ("IMAGE_APPLICATION__PUBLIC_BASE_URL", image_base.clone()),
+            ("IMAGE_DATABASE__URL", images_db.clone()),
+            ("IMAGE_AMQP__URL", amqp_url.clone()),
+            ("IMAGE_AUTH__JWT_SECRET", SECRET.into()),
+            ("IMAGE_S3__ENDPOINT", s3.endpoint.clone()),
+            ("IMAGE_S3__BUCKET", s3.bucket.clone()),
+            ("IMAGE_S3__ACCESS_KEY_ID", s3.access_key_id.clone()),
+            ("IMAGE_S3__SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
+        ];
+        image_env.extend(image_settings.iter().map(|(k, v)| (*k, v.to_string())));
+        let image = spawn("image-service", image_port, &logs, &image_env);
         let post_port = free_port();
         let post = spawn(
             "post-service",
@@ -121,6 +125,8 @@ impl Stack {
             ],
         );
         let mut stack = Stack {
+            posts_db,
+            images_db,
             post,
             image,
             relay,
@@ -182,6 +188,27 @@ impl Stack {
 
     pub fn token(&self, user: &str) -> String {
         infra::auth::issue_token(&self.auth, user, 600)
+    }
+
+    /// Runs `image-service reconcile` against this stack's database and
+    /// bucket; returns its exit code and output.
+    pub fn reconcile(&self) -> (Option<i32>, String) {
+        let output = Command::new(binary("image-service"))
+            .arg("reconcile")
+            .env_clear()
+            .env("IMAGE_DATABASE__URL", &self.images_db)
+            .env("IMAGE_AUTH__JWT_SECRET", SECRET)
+            .env("IMAGE_S3__ENDPOINT", &self.s3.endpoint)
+            .env("IMAGE_S3__BUCKET", &self.s3.bucket)
+            .env("IMAGE_S3__ACCESS_KEY_ID", &self.s3.access_key_id)
+            .env("IMAGE_S3__SECRET_ACCESS_KEY", &self.s3.secret_access_key)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run image-service reconcile");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
     }
 
     /// Logs of all three programs, for failure messages.
