@@ -175,6 +175,13 @@ pub async fn abandon_unclaimed(
     Ok(abandoned)
 }
 
+/// Conditions of the two sweep queries (`$1` seconds, `$2` limit); public
+/// so a test can check their plans use the partial indexes.
+pub const SWEEP_ABANDONED: &str =
+    "state = 'abandoned' AND abandoned_at < now() - make_interval(secs => $1) ORDER BY abandoned_at LIMIT $2";
+pub const SWEEP_UNCLAIMED: &str =
+    "state = 'uploaded' AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2";
+
 /// Files due for deletion: abandoned longer than `grace_secs`, or uploaded
 /// and never claimed for `ttl_secs`. Locked (skipping rows another sweeper
 /// holds) until the caller's transaction ends, so nothing re-attaches them
@@ -186,9 +193,7 @@ pub async fn lock_sweepable(
     limit: i64,
 ) -> Result<Vec<ImageRecord>, sqlx::Error> {
     let mut rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM images
-         WHERE state = 'abandoned' AND abandoned_at < now() - make_interval(secs => $1)
-         ORDER BY abandoned_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+        "SELECT {COLUMNS} FROM images WHERE {SWEEP_ABANDONED} FOR UPDATE SKIP LOCKED"
     ))
     .bind(grace_secs as f64)
     .bind(limit)
@@ -197,9 +202,7 @@ pub async fn lock_sweepable(
     let left = limit - rows.len() as i64;
     if left > 0 {
         let unclaimed: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM images
-             WHERE state = 'uploaded' AND created_at < now() - make_interval(secs => $1)
-             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+            "SELECT {COLUMNS} FROM images WHERE {SWEEP_UNCLAIMED} FOR UPDATE SKIP LOCKED"
         ))
         .bind(ttl_secs as f64)
         .bind(left)

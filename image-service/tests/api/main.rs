@@ -4,4 +4,5 @@ mod orphans;
 mod presigned;
 mod processing;
 mod reprocess;
+mod sweep_plan;
 mod uploads;
