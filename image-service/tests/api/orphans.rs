@@ -206,3 +206,31 @@ async fn reconcile_finds_objects_no_row_explains_and_deletes_them_when_asked() {
     assert_eq!(app.keys().await, vec![format!("originals/{kept}")]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_upload_while_s3_is_down_is_refused_and_leaves_no_row() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app =
+        crate::helpers::spawn_app_with(|s| s.s3.endpoint = format!("http://127.0.0.1:{dead}"))
+            .await;
+    let problem = crate::helpers::assert_problem(
+        app.upload("alice", read_corpus("odd/hopper.jpg")).await,
+        503,
+    )
+    .await;
+    assert_eq!(problem["type"], "/problems/storage-unavailable");
+    assert!(
+        problem.get("detail").is_none(),
+        "no internals in 5xx: {problem}"
+    );
+    assert_eq!(
+        app.count("images").await,
+        0,
+        "the row of the failed write is gone"
+    );
+    app.stop().await;
+}
