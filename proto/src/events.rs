@@ -141,6 +141,9 @@ pub struct ImageProcessed {
     pub status: ProcessOutcome,
     pub variants: Vec<Variant>,
     pub error: Option<String>,
+    /// ThumbHash of the image, base64, when it could be decoded.
+    #[serde(default)]
+    pub placeholder: Option<String>,
 }
 
 impl Event for ImageProcessed {

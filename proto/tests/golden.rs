@@ -86,6 +86,7 @@ fn image_processed_matches_its_golden_file() {
                     url: format!("http://127.0.0.1:8081/v1/images/{IMAGE_A}/variants/1x.webp"),
                 }],
                 error: None,
+                placeholder: Some("1QcSHQRnh493V4dIh4eXh1h4kJUI".into()),
             },
         },
     );

@@ -1,7 +1,7 @@
 //! Builds the resized, re-encoded variants of one image: decode within the
 //! memory budget, apply EXIF orientation, resize (never upscaling, aspect
 //! kept) and encode lossy WebP. Metadata is not carried over.
-use super::{probe::Limits, Format};
+use super::{color::ToSrgb, placeholder, probe::Limits, Format};
 use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,14 @@ use std::io::Cursor;
 pub struct Preset {
     pub name: String,
     pub width: u32,
+}
+
+/// Everything built from one image.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub variants: Vec<BuiltVariant>,
+    /// ThumbHash, base64.
+    pub placeholder: Option<String>,
 }
 
 /// One encoded variant.
@@ -31,8 +39,8 @@ pub fn build_variants(
     presets: &[Preset],
     quality: f32,
     limits: &Limits,
-) -> Result<Vec<BuiltVariant>, String> {
-    let image = decode_oriented(bytes, format, limits)?;
+) -> Result<Built, String> {
+    let (image, icc) = decode_oriented(bytes, format, limits)?;
     let has_alpha = image.color().has_alpha();
     let (pixel_type, channels) = if has_alpha {
         (PixelType::U8x4, 4)
@@ -47,6 +55,9 @@ pub fn build_variants(
     };
     let source =
         Image::from_vec_u8(width, height, pixels, pixel_type).map_err(|e| e.to_string())?;
+    // Colour is converted on the largest output, not the full-size source:
+    // the smaller variants are resized from it, already in sRGB.
+    let mut to_srgb = ToSrgb::from_icc(icc.as_deref(), has_alpha);
 
     // Largest first, each resized from the previous (smaller) result: the
     // big source is read once, and each step shrinks by a modest factor.
@@ -59,7 +70,7 @@ pub fn build_variants(
     for preset in order {
         let input = current.as_ref().unwrap_or(&source);
         let (w, h) = target_size(width, height, preset.width);
-        let output = if (w, h) == (input.width(), input.height()) {
+        let mut output = if (w, h) == (input.width(), input.height()) {
             input.copy()
         } else {
             let mut out = Image::new(w, h, pixel_type);
@@ -68,6 +79,9 @@ pub fn build_variants(
                 .map_err(|e| e.to_string())?;
             out
         };
+        if let Some(convert) = to_srgb.take() {
+            convert.apply(output.buffer_mut());
+        }
         let encoder = if channels == 4 {
             webp::Encoder::from_rgba(output.buffer(), w, h)
         } else {
@@ -84,7 +98,11 @@ pub fn build_variants(
     }
     // Report in the configured order.
     built.sort_by_key(|v| presets.iter().position(|p| p.name == v.name));
-    Ok(built)
+    let placeholder = current.as_ref().and_then(placeholder::thumbhash);
+    Ok(Built {
+        variants: built,
+        placeholder,
+    })
 }
 
 /// Target size for a preset width: never wider than the source, aspect kept.
@@ -94,7 +112,12 @@ pub fn target_size(width: u32, height: u32, preset_width: u32) -> (u32, u32) {
     (w, h as u32)
 }
 
-fn decode_oriented(bytes: &[u8], format: Format, limits: &Limits) -> Result<DynamicImage, String> {
+/// Decodes and orients the image; returns it with its ICC profile, if any.
+fn decode_oriented(
+    bytes: &[u8],
+    format: Format,
+    limits: &Limits,
+) -> Result<(DynamicImage, Option<Vec<u8>>), String> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
     reader.limits(limits.decoder_limits());
     let mut decoder = reader
@@ -103,10 +126,12 @@ fn decode_oriented(bytes: &[u8], format: Format, limits: &Limits) -> Result<Dyna
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    // A malformed profile is ignored like malformed EXIF.
+    let icc = decoder.icc_profile().ok().flatten();
     let mut image =
         DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
     image.apply_orientation(orientation);
-    Ok(image)
+    Ok((image, icc))
 }
 
 #[cfg(test)]
@@ -145,6 +170,11 @@ mod tests {
         let bytes = encode(source, image::ImageFormat::Png);
         let built =
             build_variants(&bytes, Format::Png, &presets(), 80.0, &Limits::default()).unwrap();
+        assert!(
+            built.placeholder.is_some(),
+            "every decodable image gets a placeholder"
+        );
+        let built = built.variants;
         let sizes: Vec<_> = built
             .iter()
             .map(|v| (v.name.as_str(), v.width, v.height))
@@ -174,7 +204,7 @@ mod tests {
         let bytes = encode(source, image::ImageFormat::Png);
         let built =
             build_variants(&bytes, Format::Png, &presets(), 80.0, &Limits::default()).unwrap();
-        let decoded = image::load_from_memory(&built[0].webp).unwrap();
+        let decoded = image::load_from_memory(&built.variants[0].webp).unwrap();
         assert!(decoded.color().has_alpha());
         assert_eq!(decoded.to_rgba8().get_pixel(5, 5)[3], 0);
     }

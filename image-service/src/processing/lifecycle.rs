@@ -128,6 +128,7 @@ impl Processor {
                     status: ProcessOutcome::Failed,
                     variants: vec![],
                     error: Some(reason.to_owned()),
+                    placeholder: None,
                 })
             }
             (None, Some(record)) => {
@@ -144,6 +145,7 @@ impl Processor {
                         status: ProcessOutcome::Ready,
                         variants: record.variants,
                         error: None,
+                        placeholder: record.placeholder,
                     }
                 })
             }

@@ -79,24 +79,28 @@ impl Processor {
         let outcome = self.build_and_store(&record).await?;
         let mut tx = self.pool.begin().await.context("begin finish")?;
         let event = match outcome {
-            Ok(variants) => {
+            Ok((variants, placeholder)) => {
                 tracing::info!(
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "variants ready"
                 );
-                self.finish(&mut tx, &record, ProcessStatus::Ready, variants, None)
-                    .await?
+                let ready = Outcome {
+                    status: ProcessStatus::Ready,
+                    variants,
+                    error: None,
+                    placeholder,
+                };
+                self.finish(&mut tx, &record, ready).await?
             }
             Err(reason) => {
                 tracing::warn!(%reason, "image cannot be processed");
-                self.finish(
-                    &mut tx,
-                    &record,
-                    ProcessStatus::Failed,
-                    vec![],
-                    Some(reason),
-                )
-                .await?
+                let failed = Outcome {
+                    status: ProcessStatus::Failed,
+                    variants: vec![],
+                    error: Some(reason),
+                    placeholder: None,
+                };
+                self.finish(&mut tx, &record, failed).await?
             }
         };
         let stale = match &event {
@@ -121,7 +125,7 @@ impl Processor {
     async fn build_and_store(
         &self,
         record: &ImageRecord,
-    ) -> anyhow::Result<Result<Vec<Variant>, String>> {
+    ) -> anyhow::Result<Result<(Vec<Variant>, Option<String>), String>> {
         let Some(original) = self.store.get(&record.original_key).await? else {
             return Ok(Err("the original is missing from storage".into()));
         };
@@ -141,6 +145,8 @@ impl Processor {
             Ok(Err(reason)) => return Ok(Err(reason)),
             Err(panic) => return Ok(Err(format!("the decoder crashed: {panic}"))),
         };
+        let placeholder = built.placeholder;
+        let built = built.variants;
         let uploads = built.iter().map(|v| {
             let key = storage::variant_key(record.id, &v.name, "webp");
             async move { self.store.put(&key, v.webp.clone(), "image/webp").await }
@@ -148,7 +154,7 @@ impl Processor {
         for result in futures::future::join_all(uploads).await {
             result?;
         }
-        Ok(Ok(built
+        let variants = built
             .into_iter()
             .map(|v| Variant {
                 url: variant_url(&self.public_base_url, record.id, &v.name, "webp"),
@@ -158,20 +164,32 @@ impl Processor {
                 height: v.height,
                 bytes: v.webp.len() as u64,
             })
-            .collect()))
+            .collect();
+        Ok(Ok((variants, placeholder)))
     }
 
     async fn finish(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         record: &ImageRecord,
-        status: ProcessStatus,
-        variants: Vec<Variant>,
-        error: Option<String>,
+        outcome: Outcome,
     ) -> anyhow::Result<Option<ImageProcessed>> {
-        let changed = images::finish_processing(tx, record.id, status, &variants, error.as_deref())
-            .await
-            .context("record processing outcome")?;
+        let Outcome {
+            status,
+            variants,
+            error,
+            placeholder,
+        } = outcome;
+        let changed = images::finish_processing(
+            tx,
+            record.id,
+            status,
+            &variants,
+            error.as_deref(),
+            placeholder.as_deref(),
+        )
+        .await
+        .context("record processing outcome")?;
         if !changed {
             return Ok(None);
         }
@@ -184,8 +202,17 @@ impl Processor {
             },
             variants,
             error,
+            placeholder,
         }))
     }
+}
+
+/// The result of one processing attempt.
+struct Outcome {
+    status: ProcessStatus,
+    variants: Vec<Variant>,
+    error: Option<String>,
+    placeholder: Option<String>,
 }
 
 /// Keys of variants the record listed that the new build no longer has.

@@ -308,16 +308,19 @@ pub async fn finish_processing(
     status: ProcessStatus,
     variants: &[Variant],
     error: Option<&str>,
+    placeholder: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let variants = serde_json::to_value(variants).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let updated = sqlx::query(
-        "UPDATE images SET process_status = $2, variants = $3, last_error = $4, updated_at = now()
+        "UPDATE images SET process_status = $2, variants = $3, last_error = $4,
+                placeholder = COALESCE($5, placeholder), updated_at = now()
          WHERE id = $1 AND process_status = 'processing'",
     )
     .bind(id.0)
     .bind(status.as_str())
     .bind(variants)
     .bind(error)
+    .bind(placeholder)
     .execute(&mut **tx)
     .await?
     .rows_affected();

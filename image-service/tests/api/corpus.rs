@@ -106,17 +106,26 @@ async fn every_odd_file_gets_the_status_its_expectation_lists() {
                 ));
             }
         }
+        let url = image["variants"][0]["url"].as_str().unwrap();
+        let bytes = app
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        if [&b"EXIF"[..], b"ICCP", b"XMP "]
+            .iter()
+            .any(|c| bytes.windows(4).any(|w| w == *c))
+        {
+            failures.push(format!("{}: metadata copied into a variant", expected.file));
+        }
+        if image["placeholder"].as_str().is_none() {
+            failures.push(format!("{}: no placeholder", expected.file));
+        }
         if let Some(alpha) = expected.alpha {
-            let url = image["variants"][0]["url"].as_str().unwrap();
-            let bytes = app
-                .client
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
             let decoded = image::load_from_memory(&bytes).unwrap();
             if decoded.color().has_alpha() != alpha {
                 failures.push(format!(

@@ -44,6 +44,10 @@ async fn post_created_attaches_the_images_and_builds_webp_variants_once() {
     assert_eq!(image["state"], "attached");
     assert_eq!(image["process_status"], "ready");
     assert_eq!(image["owner"]["id"], event.data.post_id.to_string());
+    assert!(
+        image["placeholder"].as_str().is_some_and(|p| p.len() < 48),
+        "{image}"
+    );
     let variants = image["variants"].as_array().unwrap();
     assert_eq!(variants.len(), 3);
     let mut keys = app.keys().await;
@@ -71,6 +75,12 @@ async fn post_created_attaches_the_images_and_builds_webp_variants_once() {
             .contains("immutable"));
         assert!(response.headers().contains_key("etag"));
         let bytes = response.bytes().await.unwrap();
+        for chunk in [&b"EXIF"[..], b"ICCP", b"XMP "] {
+            assert!(
+                !bytes.windows(4).any(|w| w == chunk),
+                "metadata chunk {chunk:?} in a variant"
+            );
+        }
         let decoded =
             image::load_from_memory_with_format(&bytes, image::ImageFormat::WebP).unwrap();
         assert_eq!(

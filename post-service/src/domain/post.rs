@@ -122,6 +122,7 @@ pub struct PostImage {
     pub status: ImageStatus,
     pub variants: Vec<Variant>,
     pub error: Option<String>,
+    pub placeholder: Option<String>,
 }
 
 impl PostImage {
@@ -132,6 +133,7 @@ impl PostImage {
             status: ImageStatus::Processing,
             variants: vec![],
             error: None,
+            placeholder: None,
         }
     }
 }
@@ -182,6 +184,7 @@ mod tests {
                 status: ImageStatus::Processing,
                 variants: vec![],
                 error: None,
+                placeholder: None,
             }],
         };
         let same = PostPatch::parse(Some(" T ".into()), None, Some(vec![image]), 5).unwrap();

@@ -72,6 +72,7 @@ impl ImageEventsHandler {
                 status,
                 &data.variants,
                 data.error.as_deref(),
+                data.placeholder.as_deref(),
             )
             .await
             .context("record image result")?;

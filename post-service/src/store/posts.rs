@@ -39,17 +39,19 @@ async fn insert_images(
         .map(|i| serde_json::to_value(&i.variants).unwrap_or_default())
         .collect();
     let errors: Vec<Option<String>> = images.iter().map(|i| i.error.clone()).collect();
+    let placeholders: Vec<Option<String>> = images.iter().map(|i| i.placeholder.clone()).collect();
     sqlx::query(
-        "INSERT INTO post_images (post_id, image_id, position, status, variants, error)
-         SELECT $1, t.image_id, (t.ordinality - 1)::int, t.status, t.variants, t.error
-         FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[])
-              WITH ORDINALITY AS t(image_id, status, variants, error, ordinality)",
+        "INSERT INTO post_images (post_id, image_id, position, status, variants, error, placeholder)
+         SELECT $1, t.image_id, (t.ordinality - 1)::int, t.status, t.variants, t.error, t.placeholder
+         FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[])
+              WITH ORDINALITY AS t(image_id, status, variants, error, placeholder, ordinality)",
     )
     .bind(post.0)
     .bind(&ids)
     .bind(&statuses)
     .bind(&variants)
     .bind(&errors)
+    .bind(&placeholders)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -73,6 +75,7 @@ struct ImageRow {
     status: String,
     variants: serde_json::Value,
     error: Option<String>,
+    placeholder: Option<String>,
 }
 
 impl TryFrom<ImageRow> for PostImage {
@@ -86,6 +89,7 @@ impl TryFrom<ImageRow> for PostImage {
             variants: serde_json::from_value(r.variants)
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             error: r.error,
+            placeholder: r.placeholder,
         })
     }
 }
@@ -150,7 +154,7 @@ async fn with_images(
 ) -> Result<Vec<Post>, sqlx::Error> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let images: Vec<ImageRow> = sqlx::query_as(
-        "SELECT post_id, image_id, status, variants, error FROM post_images
+        "SELECT post_id, image_id, status, variants, error, placeholder FROM post_images
          WHERE post_id = ANY($1) ORDER BY post_id, position",
     )
     .bind(&ids)
@@ -236,10 +240,12 @@ pub async fn record_image_result(
     status: ImageStatus,
     variants: &[Variant],
     error: Option<&str>,
+    placeholder: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let variants = serde_json::to_value(variants).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let updated = sqlx::query(
-        "UPDATE post_images SET status = $3, variants = $4, error = $5
+        "UPDATE post_images SET status = $3, variants = $4, error = $5,
+                placeholder = COALESCE($6, placeholder)
          WHERE post_id = $1 AND image_id = $2",
     )
     .bind(post_id.0)
@@ -247,6 +253,7 @@ pub async fn record_image_result(
     .bind(status.as_str())
     .bind(variants)
     .bind(error)
+    .bind(placeholder)
     .execute(&mut **tx)
     .await?
     .rows_affected();

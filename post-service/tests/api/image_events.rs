@@ -31,6 +31,7 @@ fn processed(post: Uuid, image: Uuid, status: ProcessOutcome) -> Envelope<ImageP
                 url: format!("http://images.test/v1/images/{image}/variants/1x.webp"),
             }],
             error: None,
+            placeholder: Some("1QcSHQRnh493V4dIh4eXh1h4kJUI".into()),
         },
     }
 }
@@ -60,6 +61,10 @@ async fn image_processed_shows_the_image_ready_and_a_duplicate_changes_nothing()
         .unwrap();
     assert_eq!(shown["images"][0]["status"], "ready");
     assert_eq!(shown["images"][0]["variants"][0]["name"], "1x");
+    assert_eq!(
+        shown["images"][0]["placeholder"],
+        "1QcSHQRnh493V4dIh4eXh1h4kJUI"
+    );
 
     // A redelivery of the same event id after a later change has no effect.
     sqlx::query("UPDATE post_images SET status = 'failed'")

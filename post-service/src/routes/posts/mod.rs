@@ -29,6 +29,7 @@ fn view(post: &Post, image_base_url: &str) -> serde_json::Value {
                 "original_url": format!("{base}/v1/images/{}/original", image.image_id),
                 "variants": if image.status == ImageStatus::Ready { image.variants.clone() } else { vec![] },
                 "error": image.error,
+                "placeholder": image.placeholder,
             })
         })
         .collect();
