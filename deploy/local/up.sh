@@ -44,10 +44,10 @@ start() {
   env "$@" nohup "$bin/$name" >"$run/$name.log" 2>&1 &
   echo $! >"$run/$name.pid"
   local deadline=$((SECONDS + 60))
-  until curl -sf -o /dev/null "http://127.0.0.1:$port/healthz"; do
+  until curl -sf -o /dev/null "http://127.0.0.1:$port/readyz"; do
     if ! kill -0 "$(cat "$run/$name.pid")" 2>/dev/null || ((SECONDS >= deadline)); then
       tail -n 30 "$run/$name.log" >&2
-      die "$name did not become healthy"
+      die "$name did not become ready (see /readyz)"
     fi
     sleep 0.2
   done

@@ -20,6 +20,7 @@ pub struct Application {
     processor: Arc<Processor>,
     sweeper: Arc<Sweeper>,
     amqp_url: String,
+    broker: infra::health::BrokerStatus,
     concurrency: u16,
 }
 
@@ -64,13 +65,33 @@ impl Application {
             settings: settings.sweeper.clone(),
         });
         let state = web::Data::new(AppState {
-            pool,
+            pool: pool.clone(),
             store,
             limits: settings.limits,
             public_base_url: settings.application.public_base_url.clone(),
             s3: settings.s3.clone(),
             processor: processor.clone(),
         });
+        let broker = infra::health::BrokerStatus::default();
+        let readiness = infra::health::Readiness::new()
+            .database("database", pool.clone())
+            .broker(broker.clone())
+            .check("s3", {
+                let (client, bucket) = (settings.s3.client(), settings.s3.bucket.clone());
+                move || {
+                    let (client, bucket) = (client.clone(), bucket.clone());
+                    async move {
+                        client
+                            .head_bucket()
+                            .bucket(bucket)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| infra::problem::cause_chain(&e))
+                    }
+                }
+            });
+        let readiness = web::Data::new(readiness);
         let authenticator = web::Data::new(infra::auth::Authenticator::new(&settings.auth));
 
         let server = HttpServer::new(move || {
@@ -81,7 +102,9 @@ impl Application {
                 .app_data(infra::problem::json_config(64 * 1024))
                 .app_data(infra::problem::path_config())
                 .app_data(infra::problem::query_config())
+                .app_data(readiness.clone())
                 .route("/healthz", web::get().to(infra::health::healthz))
+                .route("/readyz", web::get().to(infra::health::readyz))
                 .configure(routes::configure)
                 .default_service(web::to(infra::problem::not_found))
         })
@@ -90,6 +113,7 @@ impl Application {
         .listen(listener)?
         .run();
         Ok(Self {
+            broker,
             port,
             server,
             processor,
@@ -123,6 +147,7 @@ impl Application {
                     IMAGE_SERVICE_POST_EVENTS.name,
                     options,
                     handler,
+                    self.broker,
                     cancel,
                 )
                 .await

@@ -365,6 +365,7 @@ pub async fn consume_forever<H: Handler>(
     queue: &str,
     options: ConsumerOptions,
     handler: Arc<H>,
+    status: crate::health::BrokerStatus,
     cancel: CancellationToken,
 ) {
     let mut failures = 0u32;
@@ -372,6 +373,7 @@ pub async fn consume_forever<H: Handler>(
         let result = async {
             let connection = connect(url, &options.name).await?;
             declare_topology(&connection).await?;
+            status.set(true);
             tracing::info!(queue, "consuming");
             let result = consume(
                 &connection,
@@ -385,6 +387,7 @@ pub async fn consume_forever<H: Handler>(
             result
         }
         .await;
+        status.set(false);
         if cancel.is_cancelled() {
             break;
         }

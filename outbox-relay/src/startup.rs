@@ -1,5 +1,5 @@
 //! Builds the relay: one relay loop per outbox database, sharing one AMQP
-//! connection, plus the admin HTTP server with `/healthz`.
+//! connection, plus the admin HTTP server with `/healthz` and `/readyz`.
 use crate::{
     configuration::Settings,
     relay::{describe_source, Relay},
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Application {
     port: u16,
+    broker: infra::health::BrokerStatus,
     server: Server,
     settings: Settings,
 }
@@ -20,10 +21,23 @@ impl Application {
         let address = format!("{}:{}", settings.admin.host, settings.admin.port);
         let listener = TcpListener::bind(&address).with_context(|| format!("bind {address}"))?;
         let port = listener.local_addr()?.port();
-        let server = HttpServer::new(|| {
+        let broker = infra::health::BrokerStatus::default();
+        let mut readiness = infra::health::Readiness::new().broker(broker.clone());
+        for (index, url) in settings.outbox.database_urls.iter().enumerate() {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(2))
+                .connect_lazy(url)
+                .with_context(|| format!("database URL for {}", describe_source(url)))?;
+            readiness = readiness.database(format!("outbox-{index}"), pool);
+        }
+        let readiness = web::Data::new(readiness);
+        let server = HttpServer::new(move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(readiness.clone())
                 .route("/healthz", web::get().to(infra::health::healthz))
+                .route("/readyz", web::get().to(infra::health::readyz))
                 .default_service(web::to(infra::problem::not_found))
         })
         .workers(1)
@@ -32,6 +46,7 @@ impl Application {
         .run();
         Ok(Self {
             port,
+            broker,
             server,
             settings,
         })
@@ -45,7 +60,7 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
-        let relays = run_relays(self.settings, cancel.clone());
+        let relays = run_relays(self.settings, self.broker, cancel.clone());
         relays.await;
         handle.stop(true).await;
         let _ = server.await;
@@ -55,11 +70,17 @@ impl Application {
 
 /// Keeps a connection to the broker and one relay loop per database,
 /// reconnecting with backoff when the broker goes away.
-async fn run_relays(settings: Settings, cancel: CancellationToken) {
+async fn run_relays(
+    settings: Settings,
+    broker: infra::health::BrokerStatus,
+    cancel: CancellationToken,
+) {
     let poll = Duration::from_millis(settings.outbox.poll_interval_ms);
     let mut attempt = 0u32;
     while !cancel.is_cancelled() {
-        match relay_once(&settings, poll, cancel.clone()).await {
+        let result = relay_once(&settings, poll, &broker, cancel.clone()).await;
+        broker.set(false);
+        match result {
             Ok(()) => break,
             Err(e) => {
                 attempt += 1;
@@ -77,6 +98,7 @@ async fn run_relays(settings: Settings, cancel: CancellationToken) {
 async fn relay_once(
     settings: &Settings,
     poll: Duration,
+    broker: &infra::health::BrokerStatus,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let connection = infra::amqp::connect(&settings.amqp.url, "outbox-relay")
@@ -85,6 +107,7 @@ async fn relay_once(
     infra::amqp::declare_topology(&connection)
         .await
         .context("declare topology")?;
+    broker.set(true);
 
     // A broker failure ends every loop so the connection is rebuilt.
     let failed = cancel.child_token();

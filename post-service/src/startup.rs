@@ -16,6 +16,7 @@ pub struct Application {
     server: Server,
     pool: sqlx::PgPool,
     amqp_url: String,
+    broker: infra::health::BrokerStatus,
     concurrency: u16,
 }
 
@@ -35,6 +36,11 @@ impl Application {
             image_base_url: settings.images.public_base_url.clone(),
             max_images: settings.application.max_images,
         });
+        let broker = infra::health::BrokerStatus::default();
+        let readiness = infra::health::Readiness::new()
+            .database("database", pool.clone())
+            .broker(broker.clone());
+        let readiness = web::Data::new(readiness);
         let authenticator = web::Data::new(infra::auth::Authenticator::new(&settings.auth));
 
         let address = format!(
@@ -51,7 +57,9 @@ impl Application {
                 .app_data(infra::problem::json_config(64 * 1024))
                 .app_data(infra::problem::path_config())
                 .app_data(infra::problem::query_config())
+                .app_data(readiness.clone())
                 .route("/healthz", web::get().to(infra::health::healthz))
+                .route("/readyz", web::get().to(infra::health::readyz))
                 .configure(routes::configure)
                 .default_service(web::to(infra::problem::not_found))
         })
@@ -60,6 +68,7 @@ impl Application {
         .listen(listener)?
         .run();
         Ok(Self {
+            broker,
             port,
             server,
             pool,
@@ -90,6 +99,7 @@ impl Application {
                     POST_SERVICE_IMAGE_EVENTS.name,
                     options,
                     handler,
+                    self.broker,
                     cancel,
                 )
                 .await

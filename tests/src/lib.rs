@@ -154,7 +154,7 @@ impl Stack {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let program = self.program(which);
-            let url = format!("http://127.0.0.1:{}/healthz", program.port);
+            let url = format!("http://127.0.0.1:{}/readyz", program.port);
             if let Ok(response) = client.get(&url).send().await {
                 if response.status().is_success() {
                     return;
@@ -169,7 +169,7 @@ impl Stack {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "{} not healthy within 60 s:\n{}",
+                    "{} not ready within 60 s:\n{}",
                     program.name,
                     program.log_tail()
                 );

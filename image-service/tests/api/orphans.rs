@@ -234,3 +234,26 @@ async fn an_upload_while_s3_is_down_is_refused_and_leaves_no_row() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn readiness_names_an_unreachable_s3() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app =
+        crate::helpers::spawn_app_with(|s| s.s3.endpoint = format!("http://127.0.0.1:{dead}"))
+            .await;
+    let response = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_ne!(body["checks"]["s3"], "ok", "{body}");
+    app.stop().await;
+}
