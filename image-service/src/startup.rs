@@ -135,10 +135,10 @@ impl Application {
         let handler = Arc::new(PostEventsHandler {
             processor: self.processor.clone(),
         });
-        let options = ConsumerOptions {
-            name: consumer_name(IMAGE_SERVICE_POST_EVENTS.name),
-            concurrency: self.concurrency,
-        };
+        let options = ConsumerOptions::new(
+            consumer_name(IMAGE_SERVICE_POST_EVENTS.name),
+            self.concurrency,
+        );
         let consumer = tokio::spawn({
             let cancel = cancel.clone();
             async move {

@@ -87,10 +87,10 @@ impl Application {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
         let handler = Arc::new(ImageEventsHandler { pool: self.pool });
-        let options = ConsumerOptions {
-            name: consumer_name(POST_SERVICE_IMAGE_EVENTS.name),
-            concurrency: self.concurrency,
-        };
+        let options = ConsumerOptions::new(
+            consumer_name(POST_SERVICE_IMAGE_EVENTS.name),
+            self.concurrency,
+        );
         let consumer = tokio::spawn({
             let cancel = cancel.clone();
             async move {

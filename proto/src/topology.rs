@@ -43,6 +43,17 @@ pub const EXCHANGES: [&str; 2] = [POST_EVENTS, IMAGE_EVENTS];
 /// consumer that crashes on a message over and over.
 pub const DELIVERY_LIMIT: i64 = 20;
 
+/// The retry ladder: a message that failed transiently for the n-th time
+/// waits in the n-th retry queue of its queue for this long (the queue's
+/// message TTL), then returns to its queue. After the last step it is
+/// dead-lettered. Consumers may wait less per message, never more.
+pub const RETRY_DELAYS_MS: [u64; 5] = [1_000, 5_000, 30_000, 120_000, 300_000];
+
+/// The retry queue of `queue` for ladder step `step` (0-based).
+pub fn retry_queue(queue: &str, step: usize) -> String {
+    format!("{queue}.retry.{}", step + 1)
+}
+
 /// The dead-letter queue of `queue`.
 pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}.dlq")
@@ -66,6 +77,12 @@ mod tests {
         assert_eq!(exchange_for("post.created"), Some(POST_EVENTS));
         assert_eq!(exchange_for("image.processed"), Some(IMAGE_EVENTS));
         assert_eq!(exchange_for("user.created"), None);
+    }
+
+    #[test]
+    fn retry_queues_are_numbered_by_step() {
+        assert_eq!(retry_queue("q", 0), "q.retry.1");
+        assert!(RETRY_DELAYS_MS.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -1,2 +1,3 @@
+mod consumer;
 mod helpers;
 mod relay;
