@@ -20,17 +20,9 @@ async fn main() -> anyhow::Result<()> {
         println!("{RECONCILE_HELP}");
         return Ok(());
     }
-    let (settings, rest) = match infra::settings::from_args::<Settings>(args) {
-        Ok(infra::settings::Invocation::Run { settings, rest }) => (settings, rest),
-        Ok(infra::settings::Invocation::Help(text)) => {
-            println!("{text}\nCommands:\n  reconcile [--delete]   compare the bucket with the database (reconcile --help)");
-            return Ok(());
-        }
-        Err(message) => {
-            eprintln!("image-service: {message}");
-            std::process::exit(2);
-        }
-    };
+    let (settings, rest) = infra::settings::from_args_or_exit::<Settings>(
+        "\nCommands:\n  reconcile [--delete]   compare the bucket with the database (reconcile --help)",
+    );
     infra::telemetry::init(&settings.log);
     match rest.first().map(String::as_str) {
         None => {

@@ -48,6 +48,23 @@ pub fn from_args<T: Settings>(
     Ok(Invocation::Run { settings, rest })
 }
 
+/// Reads settings for the process as [`from_args`] does; prints `--help`
+/// and exits 0, or prints the error and exits 2. Returns the settings and
+/// the arguments that are not about settings.
+pub fn from_args_or_exit<T: Settings>(help_footer: &str) -> (T, Vec<String>) {
+    match from_args::<T>(std::env::args().skip(1)) {
+        Ok(Invocation::Run { settings, rest }) => (settings, rest),
+        Ok(Invocation::Help(text)) => {
+            println!("{text}{help_footer}");
+            std::process::exit(0);
+        }
+        Err(message) => {
+            eprintln!("{}: {message}", T::PROGRAM);
+            std::process::exit(2);
+        }
+    }
+}
+
 /// Builds settings from defaults, an optional file and the given environment.
 pub fn load<T: Settings>(
     file: Option<&str>,

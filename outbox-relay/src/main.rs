@@ -2,17 +2,7 @@ use outbox_relay::{configuration::Settings, startup::Application};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = match infra::settings::from_args::<Settings>(std::env::args().skip(1)) {
-        Ok(infra::settings::Invocation::Run { settings, .. }) => settings,
-        Ok(infra::settings::Invocation::Help(text)) => {
-            println!("{text}");
-            return Ok(());
-        }
-        Err(message) => {
-            eprintln!("outbox-relay: {message}");
-            std::process::exit(2);
-        }
-    };
+    let (settings, _) = infra::settings::from_args_or_exit::<Settings>("");
     infra::telemetry::init(&settings.log);
     let cancel = infra::shutdown::on_signal();
     Application::build(settings)
