@@ -172,13 +172,12 @@ impl Application {
     }
 }
 
-/// Images whose processing stalled this long (a worker died mid-way, or a
-/// reprocess request was cut short) are picked up again.
-const STALLED_AFTER_SECS: i64 = 300;
-
 async fn resume_stalled(processor: &Processor, cancel: CancellationToken) {
     while !cancel.is_cancelled() {
-        if let Err(e) = processor.resume_stalled(STALLED_AFTER_SECS).await {
+        if let Err(e) = processor
+            .resume_stalled(crate::store::images::STALLED_AFTER_SECS)
+            .await
+        {
             tracing::error!(error = ?e, "resuming stalled images failed");
         }
         tokio::select! {

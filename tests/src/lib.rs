@@ -29,6 +29,11 @@ pub struct Stack {
     pub amqp_url: String,
     auth: AuthSettings,
     pub client: reqwest::Client,
+    /// More instances started with [`Stack::add_image_service`] and [`Stack::add_relay`].
+    extras: Vec<Program>,
+    image_env: Vec<(&'static str, String)>,
+    relay_env: Vec<(&'static str, String)>,
+    logs: PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -61,7 +66,7 @@ impl Stack {
     }
 
     /// Starts with extra image-service settings (e.g. a short sweeper grace).
-    pub async fn start_with(image_settings: &[(&str, &str)]) -> Stack {
+    pub async fn start_with(image_settings: &[(&'static str, &str)]) -> Stack {
         let posts_db = infra::testing::fresh_database("e2e_posts").await;
         let images_db = infra::testing::fresh_database("e2e_images").await;
         let amqp_url = infra::testing::fresh_vhost().await;
@@ -96,7 +101,7 @@ impl Stack {
             ("IMAGE_S3__SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
         ];
         image_env.extend(image_settings.iter().map(|(k, v)| (*k, v.to_string())));
-        let image = spawn("image-service", image_port, &logs, &image_env);
+        let image = spawn("image-service", image_port, &logs, &image_env, 0);
         let post_port = free_port();
         let post = spawn(
             "post-service",
@@ -109,21 +114,17 @@ impl Stack {
                 ("POST_AUTH__JWT_SECRET", SECRET.into()),
                 ("POST_IMAGES__PUBLIC_BASE_URL", image_base),
             ],
+            0,
         );
         let relay_port = free_port();
-        let relay = spawn(
-            "outbox-relay",
-            relay_port,
-            &logs,
-            &[
-                ("RELAY_ADMIN__PORT", relay_port.to_string()),
-                ("RELAY_AMQP__URL", amqp_url.clone()),
-                (
-                    "RELAY_OUTBOX__DATABASE_URLS",
-                    format!("{posts_db},{images_db}"),
-                ),
-            ],
-        );
+        let relay_env = vec![
+            ("RELAY_AMQP__URL", amqp_url.clone()),
+            (
+                "RELAY_OUTBOX__DATABASE_URLS",
+                format!("{posts_db},{images_db}"),
+            ),
+        ];
+        let relay = spawn_relay(relay_port, &logs, &relay_env, 0);
         let mut stack = Stack {
             posts_db,
             images_db,
@@ -134,22 +135,60 @@ impl Stack {
             amqp_url,
             auth,
             client: reqwest::Client::new(),
+            extras: Vec::new(),
+            image_env,
+            relay_env,
+            logs,
         };
         for which in 0..3 {
-            stack.wait_healthy(which).await;
+            stack.wait_ready(which).await;
         }
         stack
+    }
+
+    /// Starts one more image service on the same database, vhost and bucket.
+    pub async fn add_image_service(&mut self) {
+        let port = free_port();
+        let mut env = self.image_env.clone();
+        env.retain(|(k, _)| *k != "IMAGE_APPLICATION__PORT");
+        env.push(("IMAGE_APPLICATION__PORT", port.to_string()));
+        let program = spawn(
+            "image-service",
+            port,
+            &self.logs,
+            &env,
+            self.extras.len() + 1,
+        );
+        self.extras.push(program);
+        self.wait_ready(2 + self.extras.len()).await;
+    }
+
+    /// Starts one more relay over the same outboxes.
+    pub async fn add_relay(&mut self) {
+        let program = spawn_relay(
+            free_port(),
+            &self.logs,
+            &self.relay_env,
+            self.extras.len() + 1,
+        );
+        self.extras.push(program);
+        self.wait_ready(2 + self.extras.len()).await;
     }
 
     fn program(&mut self, which: usize) -> &mut Program {
         match which {
             0 => &mut self.image,
             1 => &mut self.post,
-            _ => &mut self.relay,
+            2 => &mut self.relay,
+            n => &mut self.extras[n - 3],
         }
     }
 
-    async fn wait_healthy(&mut self, which: usize) {
+    fn count(&self) -> usize {
+        3 + self.extras.len()
+    }
+
+    async fn wait_ready(&mut self, which: usize) {
         let client = self.client.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -214,7 +253,8 @@ impl Stack {
     /// Logs of all three programs, for failure messages.
     pub fn logs(&self) -> String {
         [&self.image, &self.post, &self.relay]
-            .iter()
+            .into_iter()
+            .chain(&self.extras)
             .map(|p| format!("--- {} ---\n{}", p.name, p.log_tail()))
             .collect::<Vec<_>>()
             .join("\n")
@@ -223,14 +263,14 @@ impl Stack {
     /// Sends SIGTERM to every program and returns how each exited.
     pub async fn stop(mut self) -> Vec<(&'static str, Option<i32>)> {
         let mut outcomes = Vec::new();
-        for which in 0..3 {
+        for which in 0..self.count() {
             let program = self.program(which);
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(program.child.id().to_string())
                 .status();
         }
-        for which in 0..3 {
+        for which in 0..self.count() {
             let program = self.program(which);
             let deadline = Instant::now() + Duration::from_secs(30);
             let code = loop {
@@ -267,14 +307,32 @@ impl Drop for Program {
     }
 }
 
-fn spawn(name: &'static str, port: u16, logs: &std::path::Path, env: &[(&str, String)]) -> Program {
-    let log = logs.join(format!("{name}.log"));
+fn spawn_relay(
+    port: u16,
+    logs: &std::path::Path,
+    env: &[(&'static str, String)],
+    instance: usize,
+) -> Program {
+    let mut env = env.to_vec();
+    env.push(("RELAY_ADMIN__PORT", port.to_string()));
+    spawn("outbox-relay", port, logs, &env, instance)
+}
+
+fn spawn(
+    name: &'static str,
+    port: u16,
+    logs: &std::path::Path,
+    env: &[(&str, String)],
+    instance: usize,
+) -> Program {
+    let log = logs.join(format!("{name}-{instance}.log"));
     let file = std::fs::File::create(&log).unwrap();
     let mut command = Command::new(binary(name));
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "info")
+        .env("HOSTNAME", format!("{name}-{instance}"))
         .stdout(Stdio::null())
         .stderr(file);
     for (key, value) in env {

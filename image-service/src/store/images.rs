@@ -117,8 +117,9 @@ pub async fn lock(
     row.map(ImageRecord::try_from).transpose()
 }
 
-/// Attaches the image to `owner`. An image whose variants are not built yet
-/// (or failed before) goes back to `pending`.
+/// Attaches the image to `owner`. Built (`ready`) and in-progress
+/// (`processing`) images keep their status, so a re-attach never starts a
+/// second build; `pending` and `failed` ones are (re)queued as `pending`.
 pub async fn attach(
     tx: &mut Transaction<'_, Postgres>,
     id: ImageId,
@@ -127,7 +128,7 @@ pub async fn attach(
     sqlx::query(
         "UPDATE images
          SET state = 'attached', owner_type = 'post', owner_id = $2, abandoned_at = NULL,
-             process_status = CASE WHEN process_status = 'ready' THEN 'ready' ELSE 'pending' END,
+             process_status = CASE WHEN process_status IN ('ready', 'processing') THEN process_status ELSE 'pending' END,
              updated_at = now()
          WHERE id = $1",
     )
@@ -284,17 +285,26 @@ pub async fn unprocessed_of_owner(
     rows.into_iter().map(ImageRecord::try_from).collect()
 }
 
-/// Marks the start of an attempt. `None` when someone else finished it meanwhile.
+/// How long an attempt may stay `processing` before another worker may
+/// take the image over (its worker is presumed dead).
+pub const STALLED_AFTER_SECS: i64 = 300;
+
+/// Claims the image for an attempt: `pending`, or `processing` for longer
+/// than [`STALLED_AFTER_SECS`]. `None` when there is nothing to do or another
+/// worker is on it, so two consumers never build the same image at once.
 pub async fn start_processing(
     pool: &PgPool,
     id: ImageId,
 ) -> Result<Option<ImageRecord>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(&format!(
         "UPDATE images SET process_status = 'processing', attempts = attempts + 1, updated_at = now()
-         WHERE id = $1 AND state = 'attached' AND process_status IN ('pending', 'processing')
+         WHERE id = $1 AND state = 'attached'
+           AND (process_status = 'pending'
+                OR (process_status = 'processing' AND updated_at < now() - make_interval(secs => $2)))
          RETURNING {COLUMNS}"
     ))
     .bind(id.0)
+    .bind(STALLED_AFTER_SECS as f64)
     .fetch_optional(pool)
     .await?;
     row.map(ImageRecord::try_from).transpose()

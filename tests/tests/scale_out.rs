@@ -1,0 +1,118 @@
+//! Two relays and two image services on the same outboxes and queues: a
+//! post changed in quick succession ends with exactly its final images
+//! attached, every other one abandoned, and no image built twice.
+use e2e::{corpus, Stack};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn rapid_changes_apply_in_order_with_two_relays_and_two_consumers() {
+    let mut stack = Stack::start().await;
+    stack.add_image_service().await;
+    stack.add_relay().await;
+    let token = stack.token("alice");
+
+    let mut images = Vec::new();
+    for _ in 0..6 {
+        let response = stack
+            .client
+            .post(stack.image_url("/v1/uploads"))
+            .bearer_auth(&token)
+            .body(std::fs::read(corpus("odd/hopper.jpg")).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        images.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let lists: [&[usize]; 6] = [&[0, 1], &[2], &[2, 3], &[0, 4], &[5], &[1, 5]];
+    let ids = |list: &[usize]| list.iter().map(|&i| images[i].clone()).collect::<Vec<_>>();
+    let post: Value = stack
+        .client
+        .post(stack.post_url("/v1/posts"))
+        .bearer_auth(&token)
+        .json(&json!({"title": "t", "image_ids": ids(lists[0])}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let post_id = post["id"].as_str().unwrap().to_owned();
+    for list in &lists[1..] {
+        let response = stack
+            .client
+            .patch(stack.post_url(&format!("/v1/posts/{post_id}")))
+            .bearer_auth(&token)
+            .json(&json!({"image_ids": ids(list)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+
+    let last = ids(lists[5]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let states = loop {
+        let mut states = Vec::new();
+        for id in &images {
+            let image: Value = stack
+                .client
+                .get(stack.image_url(&format!("/v1/images/{id}")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            states.push(image);
+        }
+        let settled = images.iter().zip(&states).all(|(id, image)| {
+            if last.contains(id) {
+                image["state"] == "attached" && image["process_status"] == "ready"
+            } else {
+                image["state"] == "abandoned"
+            }
+        });
+        if settled {
+            break states;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {states:#?}\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for image in states.iter().filter(|i| i["process_status"] == "ready") {
+        assert_eq!(image["attempts"], 1, "built more than once: {image}");
+    }
+    let shown: Value = stack
+        .client
+        .get(stack.post_url(&format!("/v1/posts/{post_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown_ids: Vec<&str> = shown["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        shown_ids,
+        last.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let exits = stack.stop().await;
+    assert!(exits.iter().all(|(_, code)| *code == Some(0)), "{exits:?}");
+}
