@@ -71,10 +71,7 @@ pub fn probe(bytes: &[u8], format: Format, limits: &Limits) -> Result<Probe, Pro
     if width == 0 || height == 0 {
         return Err(ProbeError::Unreadable("zero-sized image".into()));
     }
-    // Malformed EXIF is ignored: the image is shown as stored.
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = orientation(&mut decoder);
     let (width, height) = if swaps_sides(orientation) {
         (height, width)
     } else {
@@ -138,6 +135,25 @@ fn classify(error: image::ImageError) -> ProbeError {
             ProbeError::TooLarge(format!("the image exceeds a limit: {e}"))
         }
         other => ProbeError::Unreadable(other.to_string()),
+    }
+}
+
+/// The EXIF orientation; malformed EXIF is ignored (the image is shown as
+/// stored). Some writers (Pillow, for WebP) keep the JPEG APP1 prefix
+/// `Exif\0\0` in front of the TIFF data; it is skipped.
+pub(crate) fn orientation(decoder: &mut impl ImageDecoder) -> image::metadata::Orientation {
+    use image::metadata::Orientation;
+    match decoder.orientation() {
+        Ok(found) if found != Orientation::NoTransforms => found,
+        _ => decoder
+            .exif_metadata()
+            .ok()
+            .flatten()
+            .and_then(|exif| {
+                exif.strip_prefix(b"Exif\0\0")
+                    .and_then(Orientation::from_exif_chunk)
+            })
+            .unwrap_or(Orientation::NoTransforms),
     }
 }
 

@@ -123,9 +123,7 @@ fn decode_oriented(
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| format!("cannot decode: {e}"))?;
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = super::probe::orientation(&mut decoder);
     // A malformed profile is ignored like malformed EXIF.
     let icc = decoder.icc_profile().ok().flatten();
     let mut image =
@@ -216,5 +214,91 @@ mod tests {
         let err =
             build_variants(&bytes, Format::Png, &presets(), 80.0, &Limits::default()).unwrap_err();
         assert!(err.contains("cannot decode"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod corpus_pixels {
+    use super::*;
+
+    fn corpus(name: &str) -> Option<Vec<u8>> {
+        let root = std::env::var("CORPUS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
+            });
+        std::fs::read(root.join("odd").join(name)).ok()
+    }
+
+    fn variant(name: &str) -> Option<image::RgbImage> {
+        let bytes = corpus(name)?;
+        let format = super::super::sniff(&bytes).unwrap();
+        let presets = vec![Preset {
+            name: "1x".into(),
+            width: 400,
+        }];
+        let built = build_variants(&bytes, format, &presets, 90.0, &Limits::default()).unwrap();
+        Some(
+            image::load_from_memory(&built.variants[0].webp)
+                .unwrap()
+                .to_rgb8(),
+        )
+    }
+
+    #[test]
+    fn colours_match_a_colour_managed_reference_decode() {
+        // Means of Pillow 12 decodes (CMYK converted by Pillow; ICC files
+        // converted to sRGB with ImageCms), per EXPECTED.tsv within 8/255.
+        for (name, reference) in [
+            ("pil_sample_cmyk.jpg", [30.2, 5.4, 7.4]),
+            ("flower2.jpg", [116.4, 78.9, 77.2]),
+            ("icc_profile.png", [200.8, 182.3, 170.5]),
+        ] {
+            let Some(image) = variant(name) else { continue };
+            let mean = {
+                let n = f64::from(image.width() * image.height());
+                let mut sum = [0f64; 3];
+                for p in image.pixels() {
+                    for (c, s) in sum.iter_mut().enumerate() {
+                        *s += f64::from(p[c]);
+                    }
+                }
+                sum.map(|s| s / n)
+            };
+            for c in 0..3 {
+                assert!(
+                    (mean[c] - reference[c]).abs() <= 8.0,
+                    "{name}: mean {mean:?}, reference {reference:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_exif_orientation_gives_the_pixels_of_the_upright_image() {
+        let Some(upright) = variant("hopper.jpg") else {
+            return;
+        };
+        for name in [
+            "hopper_orientation_2.jpg",
+            "hopper_orientation_3.jpg",
+            "hopper_orientation_4.jpg",
+            "hopper_orientation_6.jpg",
+            "hopper_orientation_8.jpg",
+            "hopper_orientation_6.webp",
+        ] {
+            let Some(image) = variant(name) else { continue };
+            assert_eq!(image.dimensions(), upright.dimensions(), "{name}");
+            let diff: f64 = image
+                .pixels()
+                .zip(upright.pixels())
+                .map(|(a, b)| (0..3).map(|c| f64::from(a[c].abs_diff(b[c]))).sum::<f64>())
+                .sum::<f64>()
+                / f64::from(image.width() * image.height() * 3);
+            assert!(
+                diff < 12.0,
+                "{name}: mean difference {diff:.1} from hopper.jpg"
+            );
+        }
     }
 }
