@@ -8,6 +8,7 @@ pub mod amqp;
 pub mod auth;
 pub mod health;
 pub mod inbox;
+pub mod metrics;
 pub mod outbox;
 pub mod problem;
 pub mod s3;

@@ -117,6 +117,13 @@ impl Relay {
             .await
             .context("mark rows published")?;
         tx.commit().await.context("commit published marks")?;
+        let source = self.source.as_str();
+        infra::metrics::PUBLISHES
+            .with_label_values(&[source, "confirmed"])
+            .inc_by(confirmed.len() as f64);
+        infra::metrics::PUBLISHES
+            .with_label_values(&[source, "failed"])
+            .inc_by(failed as f64);
         tracing::debug!(
             claimed = rows.len(),
             published = confirmed.len(),
@@ -142,6 +149,9 @@ impl Relay {
         let mut failures = 0u32;
         while !cancel.is_cancelled() {
             let drained = self.drain().await;
+            if let Err(e) = self.measure_backlog().await {
+                tracing::warn!(error = %e, "could not measure the outbox backlog");
+            }
             if !self.publisher.channel().status().connected() {
                 // A closed channel never recovers: let the caller reconnect.
                 anyhow::bail!("publisher channel closed");
@@ -166,6 +176,24 @@ impl Relay {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+        Ok(())
+    }
+
+    /// Updates the backlog gauges: unpublished rows and the oldest one's age
+    /// (both read through the partial index of unpublished rows).
+    pub async fn measure_backlog(&self) -> Result<(), sqlx::Error> {
+        let (count, age): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        infra::metrics::OUTBOX_BACKLOG
+            .with_label_values(&[self.source.as_str()])
+            .set(count as f64);
+        infra::metrics::OUTBOX_OLDEST_AGE
+            .with_label_values(&[self.source.as_str()])
+            .set(age.unwrap_or(0.0));
         Ok(())
     }
 

@@ -34,10 +34,12 @@ impl Application {
         let readiness = web::Data::new(readiness);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(infra::metrics::record_http))
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(readiness.clone())
                 .route("/healthz", web::get().to(infra::health::healthz))
                 .route("/readyz", web::get().to(infra::health::readyz))
+                .route("/metrics", web::get().to(infra::metrics::metrics))
                 .default_service(web::to(infra::problem::not_found))
         })
         .workers(1)

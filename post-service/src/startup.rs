@@ -51,6 +51,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(infra::metrics::record_http))
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(state.clone())
                 .app_data(authenticator.clone())
@@ -60,6 +61,7 @@ impl Application {
                 .app_data(readiness.clone())
                 .route("/healthz", web::get().to(infra::health::healthz))
                 .route("/readyz", web::get().to(infra::health::readyz))
+                .route("/metrics", web::get().to(infra::metrics::metrics))
                 .configure(routes::configure)
                 .default_service(web::to(infra::problem::not_found))
         })

@@ -153,6 +153,42 @@ async fn a_post_with_two_phone_photos_gets_webp_variants_in_the_right_orientatio
     assert_eq!(image["state"], "attached");
     assert_eq!(image["owner"], json!({"type": "post", "id": post_id}));
 
+    // Each program exposes what it did on /metrics.
+    let metrics = |url: String| {
+        let client = stack.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let relay = metrics(format!("http://127.0.0.1:{}/metrics", stack.relay.port)).await;
+    let images = metrics(stack.image_url("/metrics")).await;
+    let posts = metrics(stack.post_url("/metrics")).await;
+    for (text, series) in [
+        (&relay, r#"relay_publishes_total{outcome="confirmed""#),
+        (&relay, "outbox_backlog{"),
+        (&relay, "outbox_oldest_unpublished_age_seconds{"),
+        (
+            &images,
+            r#"consumer_messages_total{outcome="ok",queue="image-service.post-events",type="post.created"}"#,
+        ),
+        (
+            &images,
+            r#"image_processing_seconds_count{format="webp",stage="encode",variant="large"}"#,
+        ),
+        (
+            &images,
+            r#"http_request_duration_seconds_count{method="POST",route="/v1/uploads",status="201"}"#,
+        ),
+        (
+            &posts,
+            r#"consumer_messages_total{outcome="ok",queue="post-service.image-events",type="image.processed"}"#,
+        ),
+        (
+            &posts,
+            r#"http_request_duration_seconds_count{method="GET",route="/v1/posts/{id}",status="200"}"#,
+        ),
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+
     let exits = stack.stop().await;
     assert!(
         exits.iter().all(|(_, code)| *code == Some(0)),

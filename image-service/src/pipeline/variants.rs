@@ -40,7 +40,11 @@ pub fn build_variants(
     quality: f32,
     limits: &Limits,
 ) -> Result<Built, String> {
+    let decoding = std::time::Instant::now();
     let (image, icc) = decode_oriented(bytes, format, limits)?;
+    infra::metrics::IMAGE_PROCESSING
+        .with_label_values(&["decode", "", ""])
+        .observe(decoding.elapsed().as_secs_f64());
     let has_alpha = image.color().has_alpha();
     let (pixel_type, channels) = if has_alpha {
         (PixelType::U8x4, 4)
@@ -82,12 +86,16 @@ pub fn build_variants(
         if let Some(convert) = to_srgb.take() {
             convert.apply(output.buffer_mut());
         }
+        let encoding = std::time::Instant::now();
         let encoder = if channels == 4 {
             webp::Encoder::from_rgba(output.buffer(), w, h)
         } else {
             webp::Encoder::from_rgb(output.buffer(), w, h)
         };
         let webp = encoder.encode(quality).to_vec();
+        infra::metrics::IMAGE_PROCESSING
+            .with_label_values(&["encode", preset.name.as_str(), "webp"])
+            .observe(encoding.elapsed().as_secs_f64());
         built.push(BuiltVariant {
             name: preset.name.clone(),
             width: w,

@@ -19,6 +19,20 @@ pub(super) async fn settle(
     consumer: &str,
     retry_delays: &[Duration],
 ) -> Result<(), PublishError> {
+    let event_type = delivery
+        .properties
+        .kind()
+        .as_ref()
+        .map(|t| t.as_str())
+        .unwrap_or("unknown");
+    let label = match &outcome {
+        Outcome::Done => "ok",
+        Outcome::Retry(_) => "retried",
+        Outcome::DeadLetter(_) => "dead_lettered",
+    };
+    crate::metrics::CONSUMED
+        .with_label_values(&[consumer_queue(consumer), event_type, label])
+        .inc();
     match outcome {
         Outcome::Done => delivery.ack(BasicAckOptions::default()).await?,
         Outcome::Retry(reason) => {

@@ -1,0 +1,101 @@
+//! Prometheus metrics, served as text on `/metrics` by every program. One
+//! process-wide registry; each family is created on first use.
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+    HttpResponse,
+};
+use prometheus::{
+    register_counter_vec, register_gauge_vec, register_histogram_vec, CounterVec, Encoder,
+    GaugeVec, HistogramVec, TextEncoder,
+};
+use std::sync::LazyLock;
+
+/// Latency buckets from 1 ms to 10 s.
+const LATENCY: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub static HTTP_REQUEST_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "http_request_duration_seconds",
+        "HTTP request latency by route pattern and status.",
+        &["method", "route", "status"],
+        LATENCY.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+pub static OUTBOX_BACKLOG: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!("outbox_backlog", "Unpublished outbox rows.", &["source"])
+        .expect("metric registers once")
+});
+
+pub static OUTBOX_OLDEST_AGE: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "outbox_oldest_unpublished_age_seconds",
+        "Age of the oldest unpublished outbox row (0 when none).",
+        &["source"]
+    )
+    .expect("metric registers once")
+});
+
+pub static PUBLISHES: LazyLock<CounterVec> = LazyLock::new(|| {
+    register_counter_vec!(
+        "relay_publishes_total",
+        "Outbox rows published, by outcome (confirmed, failed).",
+        &["source", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+pub static CONSUMED: LazyLock<CounterVec> = LazyLock::new(|| {
+    register_counter_vec!(
+        "consumer_messages_total",
+        "Messages handled, by queue, event type and outcome (ok, retried, dead_lettered).",
+        &["queue", "type", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+pub static IMAGE_PROCESSING: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "image_processing_seconds",
+        "Time to build variants: `decode` (decode, orient, colour) and one `encode` per variant and format.",
+        &["stage", "variant", "format"],
+        LATENCY.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+/// `GET /metrics`.
+pub async fn metrics() -> HttpResponse {
+    let mut buffer = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&prometheus::gather(), &mut buffer) {
+        tracing::error!(error = %e, "encoding metrics failed");
+        return HttpResponse::InternalServerError().finish();
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(buffer)
+}
+
+/// Middleware recording [`HTTP_REQUEST_DURATION`] by route pattern (never the
+/// raw path, so ids do not explode the label space).
+pub async fn record_http(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.call(request).await?;
+    let status = response.status().as_u16().to_string();
+    HTTP_REQUEST_DURATION
+        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(response)
+}
