@@ -7,6 +7,7 @@
 pub mod amqp;
 pub mod auth;
 pub mod health;
+pub mod http;
 pub mod inbox;
 pub mod metrics;
 pub mod outbox;

@@ -1,11 +1,6 @@
 //! Prometheus metrics, served as text on `/metrics` by every program. One
 //! process-wide registry; each family is created on first use.
-use actix_web::{
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
-    middleware::Next,
-    HttpResponse,
-};
+use actix_web::HttpResponse;
 use prometheus::{
     register_counter_vec, register_gauge_vec, register_histogram_vec, CounterVec, Encoder,
     GaugeVec, HistogramVec, TextEncoder,
@@ -79,23 +74,4 @@ pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(buffer)
-}
-
-/// Middleware recording [`HTTP_REQUEST_DURATION`] by route pattern (never the
-/// raw path, so ids do not explode the label space).
-pub async fn record_http(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = std::time::Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
-    let response = next.call(request).await?;
-    let status = response.status().as_u16().to_string();
-    HTTP_REQUEST_DURATION
-        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
-        .observe(started.elapsed().as_secs_f64());
-    Ok(response)
 }

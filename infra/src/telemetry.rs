@@ -46,7 +46,7 @@ pub fn init(settings: &LogSettings) {
         builder
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .try_init()
     } else {
         builder.try_init()

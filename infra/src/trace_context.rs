@@ -91,6 +91,11 @@ impl actix_web::FromRequest for TraceParent {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        use actix_web::HttpMessage;
+        // The request's own span, when the observing middleware made one.
+        if let Some(current) = req.extensions().get::<TraceParent>() {
+            return std::future::ready(Ok(current.clone()));
+        }
         let header = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
         std::future::ready(Ok(Self::continue_from(header)))
     }

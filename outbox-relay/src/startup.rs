@@ -34,8 +34,7 @@ impl Application {
         let readiness = web::Data::new(readiness);
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(actix_web::middleware::from_fn(infra::metrics::record_http))
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(actix_web::middleware::from_fn(infra::http::observe))
                 .app_data(readiness.clone())
                 .route("/healthz", web::get().to(infra::health::healthz))
                 .route("/readyz", web::get().to(infra::health::readyz))

@@ -51,8 +51,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(actix_web::middleware::from_fn(infra::metrics::record_http))
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(actix_web::middleware::from_fn(infra::http::observe))
                 .app_data(state.clone())
                 .app_data(authenticator.clone())
                 .app_data(infra::problem::json_config(64 * 1024))

@@ -236,3 +236,34 @@ async fn readiness_reports_the_database_and_the_broker() {
     assert_eq!(alive.status().as_u16(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_id_is_honoured_or_made_and_returned() {
+    let app = spawn_app().await;
+    let given = app
+        .client
+        .get(format!("{}/v1/posts/{}", app.address, Uuid::now_v7()))
+        .bearer_auth(app.token("alice"))
+        .header("X-Request-Id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "req-123");
+    let made = app.create_post("alice", &json!({"title": "t"})).await;
+    let id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(Uuid::parse_str(&id).is_ok(), "{id}");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"http_request_duration_seconds_count{method="GET",route="/v1/posts/{id}",status="404"}"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
