@@ -13,7 +13,7 @@ photo=${1:-"$REPO_ROOT/../shared/corpus/photos/Bridge_by_Sander_Klootwijk.jpg"}
 
 "$LOCAL_DIR/services.sh"
 
-for db in posts images; do
+for db in posts images relay; do
   if [ -z "$(psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
     log "creating database $db"
     createdb -h 127.0.0.1 -U postgres "$db"
@@ -56,7 +56,8 @@ start() {
 # The relay first: it declares the RabbitMQ topology once.
 start outbox-relay 8082 \
   RELAY_AMQP__URL="$amqp" \
-  RELAY_OUTBOX__DATABASE_URLS="$pg/posts,$pg/images"
+  RELAY_OUTBOX__DATABASE_URLS="$pg/posts,$pg/images" \
+  RELAY_DEAD_LETTERS__DATABASE_URL="$pg/relay"
 start image-service 8081 \
   IMAGE_DATABASE__URL="$pg/images" IMAGE_AMQP__URL="$amqp" \
   IMAGE_AUTH__JWT_SECRET="$DEV_JWT_SECRET" \

@@ -64,6 +64,15 @@ pub static IMAGE_PROCESSING: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static DEAD_LETTERS: LazyLock<CounterVec> = LazyLock::new(|| {
+    register_counter_vec!(
+        "dead_letters_total",
+        "Dead letters recorded, by dead-letter queue and failure fingerprint.",
+        &["queue", "fingerprint"]
+    )
+    .expect("metric registers once")
+});
+
 /// `GET /metrics`.
 pub async fn metrics() -> HttpResponse {
     let mut buffer = Vec::new();

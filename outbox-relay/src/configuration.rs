@@ -8,7 +8,23 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub amqp: AmqpSettings,
     pub outbox: OutboxSettings,
+    pub dead_letters: DeadLetterSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeadLetterSettings {
+    /// The relay's own database, holding `dead_letters`.
+    pub database_url: String,
+}
+
+impl Default for DeadLetterSettings {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/relay".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +96,10 @@ impl settings::Settings for Settings {
         (
             "outbox.poll_interval_ms",
             "Poll interval when no notification arrives (safety net for LISTEN/NOTIFY).",
+        ),
+        (
+            "dead_letters.database_url",
+            "PostgreSQL URL of the relay's own database (dead letters).",
         ),
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),

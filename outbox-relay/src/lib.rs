@@ -3,5 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod configuration;
+pub mod dead_letters;
+pub mod dlq;
 pub mod relay;
 pub mod startup;

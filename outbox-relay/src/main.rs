@@ -1,8 +1,24 @@
-use outbox_relay::{configuration::Settings, startup::Application};
+use outbox_relay::{configuration::Settings, dlq, startup::Application};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (settings, _) = infra::settings::from_args_or_exit::<Settings>("");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("dlq")
+        && args.iter().any(|a| a == "--help" || a == "-h")
+    {
+        println!("{}", dlq::HELP);
+        return Ok(());
+    }
+    let (settings, rest) = infra::settings::from_args_or_exit::<Settings>(
+        "\nCommands:\n  dlq <stats|list> [options]   inspect dead letters (dlq --help)",
+    );
+    if rest.first().map(String::as_str) == Some("dlq") {
+        std::process::exit(dlq::run(&settings, &rest[1..]).await);
+    }
+    if let Some(other) = rest.first() {
+        eprintln!("outbox-relay: unknown command `{other}` (see --help)");
+        std::process::exit(2);
+    }
     infra::telemetry::init(&settings.log);
     let cancel = infra::shutdown::on_signal();
     Application::build(settings)

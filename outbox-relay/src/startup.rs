@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Application {
     port: u16,
+    dead_letters: sqlx::PgPool,
     broker: infra::health::BrokerStatus,
     server: Server,
     settings: Settings,
@@ -31,6 +32,16 @@ impl Application {
                 .with_context(|| format!("database URL for {}", describe_source(url)))?;
             readiness = readiness.database(format!("outbox-{index}"), pool);
         }
+        let dead_letters = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(3)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&settings.dead_letters.database_url)
+            .await
+            .context("connect to the relay database (dead_letters.database_url)")?;
+        crate::dead_letters::migrate(&dead_letters)
+            .await
+            .context("migrate the relay database")?;
+        let readiness = readiness.database("dead-letters", dead_letters.clone());
         let readiness = web::Data::new(readiness);
         let server = HttpServer::new(move || {
             App::new()
@@ -47,6 +58,7 @@ impl Application {
         .run();
         Ok(Self {
             port,
+            dead_letters,
             broker,
             server,
             settings,
@@ -61,7 +73,12 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
-        let relays = run_relays(self.settings, self.broker, cancel.clone());
+        let relays = run_relays(
+            self.settings,
+            self.dead_letters,
+            self.broker,
+            cancel.clone(),
+        );
         relays.await;
         handle.stop(true).await;
         let _ = server.await;
@@ -73,13 +90,14 @@ impl Application {
 /// reconnecting with backoff when the broker goes away.
 async fn run_relays(
     settings: Settings,
+    dead_letters: sqlx::PgPool,
     broker: infra::health::BrokerStatus,
     cancel: CancellationToken,
 ) {
     let poll = Duration::from_millis(settings.outbox.poll_interval_ms);
     let mut attempt = 0u32;
     while !cancel.is_cancelled() {
-        let result = relay_once(&settings, poll, &broker, cancel.clone()).await;
+        let result = relay_once(&settings, &dead_letters, poll, &broker, cancel.clone()).await;
         broker.set(false);
         match result {
             Ok(()) => break,
@@ -98,6 +116,7 @@ async fn run_relays(
 
 async fn relay_once(
     settings: &Settings,
+    dead_letters: &sqlx::PgPool,
     poll: Duration,
     broker: &infra::health::BrokerStatus,
     cancel: CancellationToken,
@@ -129,6 +148,18 @@ async fn relay_once(
         let token = failed.clone();
         loops.spawn(async move {
             let result = relay.run(poll, token.clone()).await;
+            if result.is_err() {
+                token.cancel();
+            }
+            result
+        });
+    }
+    for spec in proto::topology::QUEUES {
+        let dlq = proto::topology::dead_letter_queue(spec.name);
+        let channel = connection.create_channel().await?;
+        let (pool, token) = (dead_letters.clone(), failed.clone());
+        loops.spawn(async move {
+            let result = crate::dead_letters::ingest(channel, &dlq, pool, token.clone()).await;
             if result.is_err() {
                 token.cancel();
             }

@@ -20,6 +20,7 @@ pub struct Program {
 
 /// The three programs, running.
 pub struct Stack {
+    pub relay_db: String,
     pub posts_db: String,
     pub images_db: String,
     pub post: Program,
@@ -69,6 +70,7 @@ impl Stack {
     pub async fn start_with(image_settings: &[(&'static str, &str)]) -> Stack {
         let posts_db = infra::testing::fresh_database("e2e_posts").await;
         let images_db = infra::testing::fresh_database("e2e_images").await;
+        let relay_db = infra::testing::fresh_database("e2e_relay").await;
         let amqp_url = infra::testing::fresh_vhost().await;
         // Declared once before the programs start, as a deployment would
         // (deploy/local/up.sh starts the relay first for the same reason).
@@ -123,9 +125,11 @@ impl Stack {
                 "RELAY_OUTBOX__DATABASE_URLS",
                 format!("{posts_db},{images_db}"),
             ),
+            ("RELAY_DEAD_LETTERS__DATABASE_URL", relay_db.clone()),
         ];
         let relay = spawn_relay(relay_port, &logs, &relay_env, 0);
         let mut stack = Stack {
+            relay_db,
             posts_db,
             images_db,
             post,
@@ -244,6 +248,22 @@ impl Stack {
             .env("RUST_LOG", "warn")
             .output()
             .expect("run image-service reconcile");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    /// Runs `outbox-relay dlq ARGS` against this stack; returns its exit
+    /// code and output.
+    pub fn dlq(&self, args: &[&str]) -> (Option<i32>, String) {
+        let output = Command::new(binary("outbox-relay"))
+            .arg("dlq")
+            .args(args)
+            .env_clear()
+            .env("RELAY_DEAD_LETTERS__DATABASE_URL", &self.relay_db)
+            .output()
+            .expect("run outbox-relay dlq");
         (
             output.status.code(),
             String::from_utf8_lossy(&output.stdout).into_owned(),

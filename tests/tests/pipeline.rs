@@ -189,6 +189,54 @@ async fn a_post_with_two_phone_photos_gets_webp_variants_in_the_right_orientatio
         assert!(text.contains(series), "missing {series} in:\n{text}");
     }
 
+    // A poison message ends in the dead letters, visible to `dlq`.
+    let (code, _) = stack.dlq(&["list"]);
+    assert_eq!(code, Some(1), "nothing dead-lettered yet");
+    let connection = infra::amqp::connect(&stack.amqp_url, "e2e-poison")
+        .await
+        .unwrap();
+    let publisher = infra::amqp::Publisher::new(&connection).await.unwrap();
+    let sent = publisher
+        .publish_all(vec![infra::amqp::Outgoing {
+            exchange: proto::topology::POST_EVENTS,
+            routing_key: "post.created",
+            body: b"{not json",
+            properties: infra::amqp::event_properties("poison-1", "post.created", None),
+        }])
+        .await;
+    assert!(sent.iter().all(Result::is_ok), "{sent:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let (code, out) = stack.dlq(&["list", "--json"]);
+        if code == Some(0) {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter listed ({code:?})\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let row: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(row["queue"], "image-service.post-events.dlq");
+    assert_eq!(row["message_id"], "poison-1");
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap()
+            .contains("malformed envelope"),
+        "{row}"
+    );
+    let (code, stats) = stack.dlq(&["stats"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stats.starts_with("QUEUE") && stats.contains("image-service.post-events.dlq"),
+        "{stats}"
+    );
+    println!("{stats}");
+    let _ = connection.close(200, "done").await;
+
     let exits = stack.stop().await;
     assert!(
         exits.iter().all(|(_, code)| *code == Some(0)),

@@ -14,7 +14,7 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 /// Fails transiently `failures` times, then succeeds; or always gives `last`.
-struct Flaky {
+pub(crate) struct Flaky {
     calls: AtomicUsize,
     failures: usize,
     last: Outcome,
@@ -31,7 +31,7 @@ impl Handler for Flaky {
     }
 }
 
-async fn run(
+pub(crate) async fn run(
     failures: usize,
     last: Outcome,
 ) -> (Arc<Flaky>, crate::helpers::TestRelay, CancellationToken) {

@@ -1,3 +1,4 @@
 mod consumer;
+mod dead_letters;
 mod helpers;
 mod relay;
