@@ -14,6 +14,7 @@ Commands:
       --reason TEXT       reason contains TEXT
       --status S          pending, replayed or discarded
       --limit N           at most N rows (default 50)
+  show ID [--json]        one dead letter: route, failure history, headers and body
 
 Exit status: 0 when something was found, 1 when nothing matched, 2 on errors.
 Reads the relay's settings (dead_letters.database_url; see outbox-relay --help).";
@@ -34,6 +35,10 @@ pub async fn run(settings: &Settings, args: &[String]) -> i32 {
     let json = args.iter().any(|a| a == "--json");
     let outcome = match args[0].as_str() {
         "stats" => stats(&pool, json).await,
+        "show" => match args.get(1).map(|id| id.parse::<i64>()) {
+            Some(Ok(id)) => show(&pool, id, json).await,
+            _ => Err("show needs a numeric ID (see dlq list)".into()),
+        },
         "list" => match parse_filter(&args[1..]) {
             Ok(filter) => list(&pool, &filter, json).await,
             Err(e) => Err(e),
@@ -131,6 +136,60 @@ async fn list(pool: &PgPool, filter: &store::Filter, json: bool) -> Result<usize
         );
     }
     Ok(rows.len())
+}
+
+async fn show(pool: &PgPool, id: i64, json: bool) -> Result<usize, String> {
+    let Some(letter) = store::get(pool, id).await.map_err(|e| e.to_string())? else {
+        return Ok(0);
+    };
+    // The body as JSON when it is JSON, else as text (lossy).
+    let body = serde_json::from_slice::<serde_json::Value>(&letter.body)
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        .unwrap_or_else(|_| String::from_utf8_lossy(&letter.body).into_owned());
+    if json {
+        let mut value = serde_json::to_value(&letter).map_err(|e| e.to_string())?;
+        value["body"] =
+            serde_json::from_slice(&letter.body).unwrap_or_else(|_| body.clone().into());
+        println!("{value}");
+        return Ok(1);
+    }
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    println!("id:            {}", letter.id);
+    println!("status:        {}", letter.status);
+    println!("queue:         {}", letter.queue);
+    println!("message id:    {}", or_dash(letter.message_id.clone()));
+    println!("event type:    {}", or_dash(letter.event_type.clone()));
+    println!(
+        "aggregate:     {}",
+        or_dash(letter.aggregate_id.map(|a| a.to_string()))
+    );
+    println!(
+        "route:         {} / {}",
+        or_dash(letter.original_exchange.clone()),
+        or_dash(letter.original_routing_key.clone())
+    );
+    println!("consumer:      {}", or_dash(letter.consumer.clone()));
+    println!(
+        "attempts:      {}",
+        or_dash(letter.attempts.map(|a| a.to_string()))
+    );
+    println!(
+        "first failure: {}",
+        or_dash(letter.first_failed_at.map(|t| t.to_rfc3339()))
+    );
+    println!(
+        "last failure:  {}",
+        or_dash(letter.last_failed_at.map(|t| t.to_rfc3339()))
+    );
+    println!("received:      {}", letter.received_at.to_rfc3339());
+    println!("reason:        {}", letter.reason);
+    println!("fingerprint:   {}", letter.fingerprint);
+    println!(
+        "headers:\n{}",
+        serde_json::to_string_pretty(&letter.headers).unwrap_or_default()
+    );
+    println!("body:\n{body}");
+    Ok(1)
 }
 
 fn parse_filter(args: &[String]) -> Result<store::Filter, String> {

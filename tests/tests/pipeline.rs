@@ -228,6 +228,14 @@ async fn a_post_with_two_phone_photos_gets_webp_variants_in_the_right_orientatio
             .contains("malformed envelope"),
         "{row}"
     );
+    let id = row["id"].to_string();
+    let (code, shown) = stack.dlq(&["show", &id]);
+    assert_eq!(code, Some(0));
+    assert!(
+        shown.contains("route:         post.events / post.created") && shown.contains("{not json"),
+        "{shown}"
+    );
+    assert_eq!(stack.dlq(&["show", "999999"]).0, Some(1), "nothing matched");
     let (code, stats) = stack.dlq(&["stats"]);
     assert_eq!(code, Some(0));
     assert!(

@@ -101,3 +101,38 @@ pub async fn list(pool: &PgPool, filter: &Filter) -> Result<Vec<Listed>, sqlx::E
     .fetch_all(pool)
     .await
 }
+
+/// Everything stored about one dead letter (`dlq show`).
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+pub struct Detail {
+    pub id: i64,
+    pub queue: String,
+    pub message_id: Option<String>,
+    pub event_type: Option<String>,
+    pub aggregate_id: Option<uuid::Uuid>,
+    pub original_exchange: Option<String>,
+    pub original_routing_key: Option<String>,
+    pub headers: serde_json::Value,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    pub reason: String,
+    pub fingerprint: String,
+    pub attempts: Option<i32>,
+    pub consumer: Option<String>,
+    pub first_failed_at: Option<DateTime<Utc>>,
+    pub last_failed_at: Option<DateTime<Utc>>,
+    pub status: String,
+    pub received_at: DateTime<Utc>,
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> Result<Option<Detail>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, queue, message_id, event_type, aggregate_id, original_exchange, original_routing_key,
+                headers, body, reason, fingerprint, attempts, consumer, first_failed_at, last_failed_at,
+                status, received_at
+         FROM dead_letters WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
