@@ -76,7 +76,7 @@ impl PostEventsHandler {
         };
         match applied {
             Ok(Applied::Early { expected }) => {
-                return Outcome::Retry(format!("waiting for sequence {expected} of this post"));
+                return Outcome::Defer(format!("waiting for sequence {expected} of this post"));
             }
             Err(e) => return Outcome::Retry(format!("{e:#}")),
             Ok(Applied::Yes | Applied::Duplicate) => {}

@@ -19,6 +19,10 @@ pub enum Outcome {
     Done,
     /// A transient failure: redeliver after a backoff.
     Retry(String),
+    /// Not yet: the message waits for another (an earlier event of its
+    /// aggregate). Redelivered after a short pause, many times, without
+    /// using up its retries.
+    Defer(String),
     /// A permanent failure: move to the dead-letter queue with this reason.
     DeadLetter(String),
 }

@@ -12,6 +12,11 @@ use lapin::{
 use proto::topology;
 use std::time::Duration;
 
+/// How long a deferred message waits before it is tried again.
+const DEFER_DELAY: Duration = Duration::from_millis(200);
+/// Deferrals before giving up (about a minute of waiting).
+const MAX_DEFERRALS: i64 = 300;
+
 pub(super) async fn settle(
     delivery: &Delivery,
     outcome: Outcome,
@@ -28,6 +33,7 @@ pub(super) async fn settle(
     let label = match &outcome {
         Outcome::Done => "ok",
         Outcome::Retry(_) => "retried",
+        Outcome::Defer(_) => "deferred",
         Outcome::DeadLetter(_) => "dead_lettered",
     };
     crate::metrics::CONSUMED
@@ -73,6 +79,47 @@ pub(super) async fn settle(
                     delivery.ack(BasicAckOptions::default()).await?;
                 }
             }
+        }
+        Outcome::Defer(reason) => {
+            let deferrals = header_int(delivery.properties.headers().as_ref(), headers::DEFERRALS)
+                .unwrap_or(0)
+                + 1;
+            if deferrals > MAX_DEFERRALS {
+                let reason = format!("gave up after waiting {MAX_DEFERRALS} times: {reason}");
+                tracing::error!(%reason, "dead-lettering");
+                dead_letter(
+                    delivery,
+                    &reason,
+                    publisher,
+                    consumer,
+                    attempts_so_far(delivery),
+                )
+                .await?;
+                delivery.ack(BasicAckOptions::default()).await?;
+                return Ok(());
+            }
+            tracing::info!(%reason, deferrals, "deferred");
+            let mut table = delivery.properties.headers().clone().unwrap_or_default();
+            table.insert(headers::DEFERRALS.into(), AMQPValue::LongLongInt(deferrals));
+            let delay = jittered(DEFER_DELAY);
+            let properties = delivery
+                .properties
+                .clone()
+                .with_headers(table)
+                .with_expiration(ShortString::from(delay.as_millis().to_string()));
+            // The first retry queue returns it; its own TTL caps the wait.
+            let queue = topology::retry_queue(consumer_queue(consumer), 0);
+            if let Err(e) = publish(publisher, "", &queue, delivery, properties).await {
+                tracing::error!(error = %e, "retry queue refused the message; requeueing");
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await?;
+                return Ok(());
+            }
+            delivery.ack(BasicAckOptions::default()).await?;
         }
         Outcome::DeadLetter(reason) => {
             tracing::error!(%reason, "permanent failure; dead-lettering");

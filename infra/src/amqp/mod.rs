@@ -32,6 +32,8 @@ pub mod headers {
     pub const LAST_FAILED_AT: &str = "x-last-failed-at";
     /// Failed attempts so far.
     pub const ATTEMPTS: &str = "x-attempts";
+    /// Times the message was deferred so far.
+    pub const DEFERRALS: &str = "x-deferrals";
 }
 
 /// Opens a connection driven by the tokio runtime.

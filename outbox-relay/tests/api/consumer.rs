@@ -23,10 +23,12 @@ pub(crate) struct Flaky {
 impl Handler for Flaky {
     async fn handle(&self, _: &Delivery) -> Outcome {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
-        if call < self.failures {
-            Outcome::Retry(format!("transient failure {call}"))
-        } else {
-            self.last.clone()
+        match (&self.last, call < self.failures) {
+            // `Defer` as the last outcome means: defer `failures` times, then succeed.
+            (Outcome::Defer(_), true) => Outcome::Defer(format!("waiting {call}")),
+            (Outcome::Defer(_), false) => Outcome::Done,
+            (_, true) => Outcome::Retry(format!("transient failure {call}")),
+            (last, false) => last.clone(),
         }
     }
 }
@@ -176,6 +178,28 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
     assert_eq!(
         header(&message, headers::FAILURE_REASON),
         "malformed envelope"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deferred_message_comes_back_soon_without_using_up_its_retries() {
+    let (handler, app, cancel) = run(5, Outcome::Defer(String::new())).await;
+    eventually("six deliveries", Duration::from_secs(20), || {
+        let n = handler.calls.load(Ordering::SeqCst);
+        async move {
+            if n >= 6 {
+                Ok(n)
+            } else {
+                Err(format!("{n} calls"))
+            }
+        }
+    })
+    .await;
+    cancel.cancel();
+    assert!(
+        dead_letter(&app).await.is_none(),
+        "five deferrals are not five failed attempts"
     );
     app.cleanup().await;
 }
