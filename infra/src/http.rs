@@ -73,3 +73,20 @@ pub async fn observe(
     }
     Ok(response)
 }
+
+/// What every HTTP server of the system has besides its own routes:
+/// problem+json extractor errors, `/healthz`, `/readyz` and `/metrics`.
+pub fn common(
+    readiness: actix_web::web::Data<crate::health::Readiness>,
+) -> impl FnOnce(&mut actix_web::web::ServiceConfig) {
+    use actix_web::web;
+    move |cfg| {
+        cfg.app_data(crate::problem::json_config(64 * 1024))
+            .app_data(crate::problem::path_config())
+            .app_data(crate::problem::query_config())
+            .app_data(readiness)
+            .route("/healthz", web::get().to(crate::health::healthz))
+            .route("/readyz", web::get().to(crate::health::readyz))
+            .route("/metrics", web::get().to(crate::metrics::metrics));
+    }
+}

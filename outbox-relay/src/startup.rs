@@ -46,10 +46,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(infra::http::observe))
-                .app_data(readiness.clone())
-                .route("/healthz", web::get().to(infra::health::healthz))
-                .route("/readyz", web::get().to(infra::health::readyz))
-                .route("/metrics", web::get().to(infra::metrics::metrics))
+                .configure(infra::http::common(readiness.clone()))
                 .default_service(web::to(infra::problem::not_found))
         })
         .workers(1)
