@@ -5,7 +5,9 @@ use infra::{
     trace_context::{TraceParent, TRACEPARENT},
 };
 use lapin::message::Delivery;
-use proto::{Event, PostCreated, PostDeleted, PostId, PostRolledBack, PostUpdated, RawEnvelope};
+use proto::{
+    Envelope, Event, PostCreated, PostDeleted, PostId, PostRolledBack, PostUpdated, RawEnvelope,
+};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -37,42 +39,9 @@ impl Handler for PostEventsHandler {
 
 impl PostEventsHandler {
     async fn dispatch(&self, raw: RawEnvelope, trace: TraceParent) -> Outcome {
-        let processor = &self.processor;
-        let (applied, post) = match raw.event_type.as_str() {
-            PostCreated::TYPE => match raw.decode::<PostCreated>() {
-                Ok(e) => {
-                    let d = &e.data;
-                    let result = processor
-                        .apply_post_images(&e, d.post_id, &d.author_id, &d.image_ids, &trace)
-                        .await;
-                    (result, Some(d.post_id))
-                }
-                Err(e) => return Outcome::DeadLetter(e.to_string()),
-            },
-            PostUpdated::TYPE => match raw.decode::<PostUpdated>() {
-                Ok(e) => {
-                    let d = &e.data;
-                    let result = processor
-                        .apply_post_images(&e, d.post_id, &d.author_id, &d.image_ids, &trace)
-                        .await;
-                    (result, Some(d.post_id))
-                }
-                Err(e) => return Outcome::DeadLetter(e.to_string()),
-            },
-            PostDeleted::TYPE => match raw.decode::<PostDeleted>() {
-                Ok(e) => (processor.apply_post_deleted(&e, e.data.post_id).await, None),
-                Err(e) => return Outcome::DeadLetter(e.to_string()),
-            },
-            PostRolledBack::TYPE => match raw.decode::<PostRolledBack>() {
-                Ok(e) => (
-                    processor
-                        .apply_post_rolled_back(&e, &e.data.image_ids)
-                        .await,
-                    None,
-                ),
-                Err(e) => return Outcome::DeadLetter(e.to_string()),
-            },
-            other => return Outcome::DeadLetter(format!("unknown event type `{other}`")),
+        let (applied, post) = match self.apply(raw, &trace).await {
+            Ok(done) => done,
+            Err(outcome) => return outcome,
         };
         match applied {
             Ok(Applied::Early { expected }) => {
@@ -89,10 +58,58 @@ impl PostEventsHandler {
         }
     }
 
+    /// Applies the event's state change; returns the post whose images may
+    /// need building. `Err` is the outcome for an event that cannot be read.
+    async fn apply(
+        &self,
+        raw: RawEnvelope,
+        trace: &TraceParent,
+    ) -> Result<(anyhow::Result<Applied>, Option<PostId>), Outcome> {
+        let processor = &self.processor;
+        Ok(match raw.event_type.as_str() {
+            PostCreated::TYPE => {
+                let e = decode::<PostCreated>(raw)?;
+                let d = &e.data;
+                let applied =
+                    processor.apply_post_images(&e, d.post_id, &d.author_id, &d.image_ids, trace);
+                (applied.await, Some(d.post_id))
+            }
+            PostUpdated::TYPE => {
+                let e = decode::<PostUpdated>(raw)?;
+                let d = &e.data;
+                let applied =
+                    processor.apply_post_images(&e, d.post_id, &d.author_id, &d.image_ids, trace);
+                (applied.await, Some(d.post_id))
+            }
+            PostDeleted::TYPE => {
+                let e = decode::<PostDeleted>(raw)?;
+                (processor.apply_post_deleted(&e, e.data.post_id).await, None)
+            }
+            PostRolledBack::TYPE => {
+                let e = decode::<PostRolledBack>(raw)?;
+                (
+                    processor
+                        .apply_post_rolled_back(&e, &e.data.image_ids)
+                        .await,
+                    None,
+                )
+            }
+            other => return Err(Outcome::DeadLetter(format!("unknown event type `{other}`"))),
+        })
+    }
+
     async fn process(&self, post: PostId, trace: &TraceParent) -> Outcome {
         match self.processor.process_owner(&post_owner(post), trace).await {
             Ok(()) => Outcome::Done,
             Err(e) => Outcome::Retry(format!("{e:#}")),
         }
     }
+}
+
+/// A payload that does not match its type is a permanent failure.
+fn decode<E: Event + serde::de::DeserializeOwned>(
+    raw: RawEnvelope,
+) -> Result<Envelope<E>, Outcome> {
+    raw.decode::<E>()
+        .map_err(|e| Outcome::DeadLetter(e.to_string()))
 }
