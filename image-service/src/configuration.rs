@@ -198,6 +198,10 @@ impl settings::Settings for Settings {
             "Images processed at once; 0 = one per CPU core.",
         ),
         (
+            "sweeper.enabled",
+            "Run the sweeper in this process (false where another replica sweeps).",
+        ),
+        (
             "sweeper.interval_secs",
             "Seconds between sweeps for unused files.",
         ),

@@ -21,6 +21,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SweepSettings {
+    /// Whether this process sweeps at all. Several replicas may all sweep
+    /// (their claims skip each other's rows); tests that drive sweeps
+    /// themselves turn it off.
+    pub enabled: bool,
     /// Seconds between sweeps.
     pub interval_secs: u64,
     /// Uploads never attached are deleted after this many seconds.
@@ -34,6 +38,7 @@ pub struct SweepSettings {
 impl Default for SweepSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             interval_secs: 60,
             upload_ttl_secs: 24 * 3600,
             abandoned_grace_secs: 3600,
@@ -126,6 +131,10 @@ impl Sweeper {
 
     /// Sweeps every interval (draining full batches at once) until cancelled.
     pub async fn run(&self, cancel: CancellationToken) {
+        if !self.settings.enabled {
+            tracing::info!("the sweeper is turned off in this process");
+            return;
+        }
         let interval = Duration::from_secs(self.settings.interval_secs);
         while !cancel.is_cancelled() {
             loop {

@@ -32,6 +32,9 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     settings.auth.jwt_secret = SECRET.into();
     settings.s3 = infra::testing::fresh_bucket().await;
     settings.application.public_base_url = String::new();
+    // Tests sweep deterministically through `TestApp::sweeper`; a background
+    // sweep would race them for the rows they expire.
+    settings.sweeper.enabled = false;
     change(&mut settings);
     let app = Application::build(settings.clone())
         .await
