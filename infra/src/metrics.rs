@@ -73,6 +73,33 @@ pub static DEAD_LETTERS: LazyLock<CounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static DEAD_LETTERS_PENDING: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "dead_letters_pending",
+        "Dead letters neither replayed nor discarded, by dead-letter queue (refreshed every 30 s).",
+        &["queue"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DEAD_LETTER_REPLAYS: LazyLock<CounterVec> = LazyLock::new(|| {
+    register_counter_vec!(
+        "dead_letter_replays_total",
+        "Dead-letter replays by this process, by queue and outcome (published, returned, failed).",
+        &["queue", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DEAD_LETTER_DISCARDS: LazyLock<CounterVec> = LazyLock::new(|| {
+    register_counter_vec!(
+        "dead_letter_discards_total",
+        "Dead letters discarded by this process, by queue.",
+        &["queue"]
+    )
+    .expect("metric registers once")
+});
+
 /// `GET /metrics`.
 pub async fn metrics() -> HttpResponse {
     let mut buffer = Vec::new();

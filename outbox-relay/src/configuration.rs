@@ -1,11 +1,12 @@
 //! The relay's settings (`RELAY_` prefix).
-use infra::{settings, telemetry::LogSettings};
+use infra::{auth::AuthSettings, settings, telemetry::LogSettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     pub admin: AdminSettings,
+    pub auth: AuthSettings,
     pub amqp: AmqpSettings,
     pub outbox: OutboxSettings,
     pub dead_letters: DeadLetterSettings,
@@ -17,12 +18,18 @@ pub struct Settings {
 pub struct DeadLetterSettings {
     /// The relay's own database, holding `dead_letters`.
     pub database_url: String,
+    /// Replays and discards of more letters than this need `--yes`.
+    pub confirm_above: u64,
+    /// Replayed and discarded letters are deleted after this many days.
+    pub retention_days: u64,
 }
 
 impl Default for DeadLetterSettings {
     fn default() -> Self {
         Self {
             database_url: "postgres://postgres@127.0.0.1:5432/relay".into(),
+            confirm_above: 10,
+            retention_days: 30,
         }
     }
 }
@@ -82,8 +89,20 @@ impl settings::Settings for Settings {
     const PREFIX: &'static str = "RELAY";
     const PROGRAM: &'static str = "outbox-relay";
     const DOCS: &'static [(&'static str, &'static str)] = &[
-        ("admin.host", "Address of the health endpoint."),
-        ("admin.port", "Port of the health endpoint."),
+        (
+            "admin.host",
+            "Address of the health, metrics and dead-letter admin endpoints.",
+        ),
+        (
+            "admin.port",
+            "Port of the health, metrics and dead-letter admin endpoints.",
+        ),
+        (
+            "auth.jwt_secret",
+            "HS256 key for admin tokens (scope dlq:admin); empty turns the admin API off. Secret.",
+        ),
+        ("auth.issuer", "Required `iss` of admin tokens."),
+        ("auth.audience", "Required `aud` of admin tokens."),
         (
             "amqp.url",
             "RabbitMQ URL, with vhost (e.g. amqp://user:pass@host:5672/%2f).",
@@ -100,6 +119,14 @@ impl settings::Settings for Settings {
         (
             "dead_letters.database_url",
             "PostgreSQL URL of the relay's own database (dead letters).",
+        ),
+        (
+            "dead_letters.confirm_above",
+            "dlq replay/discard of more letters than this needs --yes.",
+        ),
+        (
+            "dead_letters.retention_days",
+            "Replayed and discarded dead letters are deleted after this many days.",
         ),
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
@@ -132,6 +159,12 @@ impl settings::Settings for Settings {
                 "setting outbox.poll_interval_ms (RELAY_OUTBOX__POLL_INTERVAL_MS) must be positive"
                     .into(),
             );
+        }
+        if !self.auth.jwt_secret.is_empty() {
+            self.auth.validate(Self::PREFIX)?;
+        }
+        if self.dead_letters.retention_days == 0 {
+            return Err("setting dead_letters.retention_days (RELAY_DEAD_LETTERS__RETENTION_DAYS) must be positive".into());
         }
         if !self.amqp.url.starts_with("amqp") {
             return Err("setting amqp.url (RELAY_AMQP__URL) must be an amqp:// URL".into());

@@ -2,6 +2,7 @@
 //! databases to RabbitMQ, at least once, with publisher confirms.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod configuration;
 pub mod dead_letters;
 pub mod dlq;

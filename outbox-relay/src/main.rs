@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let (settings, rest) = infra::settings::from_args_or_exit::<Settings>(
-        "\nCommands:\n  dlq <stats|list> [options]   inspect dead letters (dlq --help)",
+        "\nCommands:\n  dlq <stats|list|show|replay|discard> [options]   dead letters (dlq --help)",
     );
     if rest.first().map(String::as_str) == Some("dlq") {
         std::process::exit(dlq::run(&settings, &rest[1..]).await);

@@ -1,5 +1,7 @@
 //! Builds the relay: one relay loop per outbox database, sharing one AMQP
-//! connection, plus the admin HTTP server with `/healthz` and `/readyz`.
+//! connection, the dead-letter ingestion and housekeeping, plus the admin
+//! HTTP server with `/healthz`, `/readyz`, `/metrics` and the dead-letter
+//! API.
 use crate::{
     configuration::Settings,
     relay::{describe_source, Relay},
@@ -43,10 +45,19 @@ impl Application {
             .context("migrate the relay database")?;
         let readiness = readiness.database("dead-letters", dead_letters.clone());
         let readiness = web::Data::new(readiness);
+        let admin_enabled = !settings.auth.jwt_secret.is_empty();
+        let authenticator = web::Data::new(infra::auth::Authenticator::new(&settings.auth));
+        let admin = web::Data::new(crate::admin::AdminState {
+            pool: dead_letters.clone(),
+            settings: settings.clone(),
+        });
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(infra::http::observe))
                 .configure(infra::http::common(readiness.clone()))
+                .app_data(authenticator.clone())
+                .app_data(admin.clone())
+                .configure(crate::admin::routes(admin_enabled))
                 .default_service(web::to(infra::problem::not_found))
         })
         .workers(1)
@@ -70,6 +81,12 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
+        let retention = Duration::from_secs(self.settings.dead_letters.retention_days * 86_400);
+        let housekeeping = tokio::spawn(crate::dead_letters::retention::run(
+            self.dead_letters.clone(),
+            retention,
+            cancel.clone(),
+        ));
         let relays = run_relays(
             self.settings,
             self.dead_letters,
@@ -77,6 +94,7 @@ impl Application {
             cancel.clone(),
         );
         relays.await;
+        let _ = housekeeping.await;
         handle.stop(true).await;
         let _ = server.await;
         Ok(())

@@ -34,6 +34,8 @@ pub mod headers {
     pub const ATTEMPTS: &str = "x-attempts";
     /// Times the message was deferred so far.
     pub const DEFERRALS: &str = "x-deferrals";
+    /// Times an SRE replayed the message from its dead-letter queue.
+    pub const REPLAY_COUNT: &str = "x-replay-count";
 }
 
 /// Opens a connection driven by the tokio runtime.

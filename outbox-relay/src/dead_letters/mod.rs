@@ -1,8 +1,11 @@
 //! Dead letters: the relay moves every message from each `<queue>.dlq` into
 //! the `dead_letters` table, acknowledging it only after the row committed,
 //! so nothing is lost and everything can be queried (`outbox-relay dlq`).
+pub mod filter;
 pub mod fingerprint;
 pub mod record;
+pub mod replay;
+pub mod retention;
 pub mod store;
 
 use futures::StreamExt;
@@ -19,6 +22,24 @@ use tokio_util::sync::CancellationToken;
 /// Runs the dead-letter migrations on the relay's own database.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("./migrations").run(pool).await
+}
+
+/// Discards the pending letters among `ids` (who and why are recorded);
+/// returns the ids discarded.
+pub async fn discard(
+    pool: &PgPool,
+    ids: &[i64],
+    actor: &str,
+    reason: &str,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let discarded = store::discard(pool, ids, actor, reason).await?;
+    for (id, queue) in &discarded {
+        infra::metrics::DEAD_LETTER_DISCARDS
+            .with_label_values(&[queue])
+            .inc();
+        tracing::info!(id, queue = %queue, actor, reason, "dead letter discarded");
+    }
+    Ok(discarded.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Moves messages from `dlq` into the table until `cancel` fires.

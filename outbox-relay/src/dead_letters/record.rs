@@ -22,6 +22,8 @@ pub struct DeadLetter {
     pub original_exchange: Option<String>,
     pub original_routing_key: Option<String>,
     pub headers: serde_json::Value,
+    /// The AMQP properties with their wire types, for an exact replay.
+    pub properties: serde_json::Value,
     pub body: Vec<u8>,
     pub reason: String,
     pub fingerprint: String,
@@ -104,6 +106,7 @@ impl DeadLetter {
             first_failed_at: time(headers::FIRST_FAILED_AT),
             last_failed_at: time(headers::LAST_FAILED_AT),
             headers,
+            properties: serde_json::to_value(properties).unwrap_or_default(),
             body: delivery.data.clone(),
         }
     }
