@@ -97,12 +97,22 @@ impl Authenticator {
 
 /// Signs a token for `sub`, valid for `ttl_seconds`. Used by tests and tools.
 pub fn issue_token(settings: &AuthSettings, sub: &str, ttl_seconds: i64) -> String {
+    issue_scoped_token(settings, sub, "", ttl_seconds)
+}
+
+/// Signs a token for `sub` with space-separated `scope`s (e.g. `dlq:admin`).
+pub fn issue_scoped_token(
+    settings: &AuthSettings,
+    sub: &str,
+    scope: &str,
+    ttl_seconds: i64,
+) -> String {
     let claims = Claims {
         sub: sub.to_owned(),
         iss: settings.issuer.clone(),
         aud: settings.audience.clone(),
         exp: chrono::Utc::now().timestamp() + ttl_seconds,
-        scope: String::new(),
+        scope: scope.to_owned(),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -187,6 +197,13 @@ mod tests {
         let token = issue_token(&settings(), "user-7", 60);
         let caller = Authenticator::new(&settings()).verify(&token).unwrap();
         assert_eq!(caller.user, UserId("user-7".into()));
+    }
+
+    #[test]
+    fn scopes_of_a_token_reach_the_caller() {
+        let token = issue_scoped_token(&settings(), "sre", "dlq:admin images:admin", 60);
+        let caller = Authenticator::new(&settings()).verify(&token).unwrap();
+        assert_eq!(caller.scopes, vec!["dlq:admin", "images:admin"]);
     }
 
     #[test]

@@ -209,7 +209,10 @@ pub struct Replayable {
     pub body: Vec<u8>,
 }
 
-/// The letter if it is pending and nobody else holds it, locked until `tx` ends.
+/// The letter if it is pending and nobody else holds it, locked until `tx`
+/// ends. `NO KEY UPDATE`, not `UPDATE`: recording an action on another
+/// connection checks its foreign key with a key-share lock on this row,
+/// which a full update lock would block.
 pub async fn lock_pending(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
@@ -217,7 +220,7 @@ pub async fn lock_pending(
     sqlx::query_as(
         "SELECT queue, message_id, event_type, original_exchange, original_routing_key,
                 headers, properties, body
-         FROM dead_letters WHERE id = $1 AND status = 'pending' FOR UPDATE SKIP LOCKED",
+         FROM dead_letters WHERE id = $1 AND status = 'pending' FOR NO KEY UPDATE SKIP LOCKED",
     )
     .bind(id)
     .fetch_optional(&mut **tx)

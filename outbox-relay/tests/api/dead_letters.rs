@@ -31,13 +31,10 @@ async fn depth(channel: &lapin::Channel, queue: &str) -> u32 {
         .message_count()
 }
 
-#[tokio::test]
-async fn dead_letters_are_stored_once_with_their_metadata_and_leave_the_queue() {
-    let (_, app, cancel) = run(
-        0,
-        Outcome::DeadLetter("unknown event type `post.created`: 17 times".into()),
-    )
-    .await;
+/// Ingests the image service's post-event DLQ into a fresh relay database.
+async fn start_ingesting(
+    app: &crate::helpers::TestRelay,
+) -> (String, sqlx::PgPool, CancellationToken) {
     let dlq = topology::dead_letter_queue(IMAGE_SERVICE_POST_EVENTS.name);
     let database = infra::testing::fresh_database("relay_dead_letters").await;
     let pool = sqlx::PgPool::connect(&database).await.unwrap();
@@ -48,6 +45,17 @@ async fn dead_letters_are_stored_once_with_their_metadata_and_leave_the_queue() 
         let (pool, dlq, token) = (pool.clone(), dlq.clone(), ingesting.clone());
         async move { outbox_relay::dead_letters::ingest(channel, &dlq, pool, token).await }
     });
+    (dlq, pool, ingesting)
+}
+
+#[tokio::test]
+async fn dead_letters_are_stored_once_with_their_metadata_and_leave_the_queue() {
+    let (_, app, cancel) = run(
+        0,
+        Outcome::DeadLetter("unknown event type `post.created`: 17 times".into()),
+    )
+    .await;
+    let (dlq, pool, ingesting) = start_ingesting(&app).await;
 
     let row: Row = eventually("a stored dead letter", Duration::from_secs(20), || {
         let pool = pool.clone();
@@ -130,5 +138,32 @@ async fn dead_letters_are_stored_once_with_their_metadata_and_leave_the_queue() 
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].count, 1, "a redelivered copy is not stored twice");
     ingesting.cancel();
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_transient_failure_that_exhausts_its_retries_is_stored_with_its_attempts() {
+    let (_, app, cancel) = run(usize::MAX, Outcome::Done).await;
+    let (_, pool, ingesting) = start_ingesting(&app).await;
+    let (attempts, reason, status): (Option<i32>, String, String) =
+        eventually("a stored dead letter", Duration::from_secs(20), || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_as("SELECT attempts, reason, status FROM dead_letters")
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap()
+                    .ok_or_else(|| "no row yet".to_owned())
+            }
+        })
+        .await;
+    cancel.cancel();
+    ingesting.cancel();
+    assert_eq!(attempts, Some(3), "the first try and two retries");
+    assert!(
+        reason.starts_with("gave up after 3 attempts: transient failure"),
+        "{reason}"
+    );
+    assert_eq!(status, "pending");
     app.cleanup().await;
 }
