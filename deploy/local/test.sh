@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test (unit, integration, end-to-end) against real PostgreSQL,
 # RabbitMQ and S3, starting whatever is missing first. Also checks formatting
-# and lints. Extra arguments go to `cargo nextest run`.
+# and lints, and validates the deployment manifests. Extra arguments go to
+# `cargo nextest run`.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-case "${1:-}" in -h|--help) sed -n '2,4p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,5p' "$0"; exit 0 ;; esac
 
 "$LOCAL_DIR/services.sh"
 cd "$REPO_ROOT"
@@ -34,5 +35,7 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+log "deploy manifests (Kubernetes schemas, compose, settings coverage)"
+"$REPO_ROOT/deploy/check-manifests.sh"
 log "cargo nextest run"
 cargo nextest run --workspace --all-features --no-fail-fast "$@"

@@ -57,7 +57,8 @@ start() {
 start outbox-relay 8082 \
   RELAY_AMQP__URL="$amqp" \
   RELAY_OUTBOX__DATABASE_URLS="$pg/posts,$pg/images" \
-  RELAY_DEAD_LETTERS__DATABASE_URL="$pg/relay"
+  RELAY_DEAD_LETTERS__DATABASE_URL="$pg/relay" \
+  RELAY_AUTH__JWT_SECRET="$DEV_JWT_SECRET"
 start image-service 8081 \
   IMAGE_DATABASE__URL="$pg/images" IMAGE_AMQP__URL="$amqp" \
   IMAGE_AUTH__JWT_SECRET="$DEV_JWT_SECRET" \

@@ -46,7 +46,7 @@ fn free_port() -> u16 {
 }
 
 /// Where cargo put the workspace's binaries: next to this test's `deps/`.
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()
