@@ -101,6 +101,7 @@ pub(super) async fn settle(
             tracing::info!(%reason, deferrals, "deferred");
             let mut table = delivery.properties.headers().clone().unwrap_or_default();
             table.insert(headers::DEFERRALS.into(), AMQPValue::LongLongInt(deferrals));
+            keep_original_route(delivery, &mut table);
             let delay = jittered(DEFER_DELAY);
             let properties = delivery
                 .properties
@@ -163,6 +164,23 @@ fn failure_headers(delivery: &Delivery, reason: &str, consumer: &str, attempts: 
     table.insert(headers::CONSUMER.into(), long_string(consumer));
     table.insert(headers::ATTEMPTS.into(), AMQPValue::LongLongInt(attempts));
     table
+}
+
+/// Records where the message was first published, unless an earlier trip
+/// through a delay queue did: it comes back through the default exchange,
+/// and a dead letter must name the real route for a replay.
+fn keep_original_route(delivery: &Delivery, table: &mut FieldTable) {
+    let current = delivery.properties.headers().as_ref();
+    if header_str(current, headers::ORIGINAL_EXCHANGE).is_none() {
+        table.insert(
+            headers::ORIGINAL_EXCHANGE.into(),
+            long_string(delivery.exchange.as_str()),
+        );
+        table.insert(
+            headers::ORIGINAL_ROUTING_KEY.into(),
+            long_string(delivery.routing_key.as_str()),
+        );
+    }
 }
 
 /// Publishes a copy to the queue's `.dlq` with the reason and the original

@@ -203,3 +203,63 @@ async fn a_deferred_message_comes_back_soon_without_using_up_its_retries() {
     );
     app.cleanup().await;
 }
+
+/// Defers once, then fails for good.
+struct DeferThenFail(AtomicUsize);
+
+impl Handler for DeferThenFail {
+    async fn handle(&self, _: &Delivery) -> Outcome {
+        match self.0.fetch_add(1, Ordering::SeqCst) {
+            0 => Outcome::Defer("waiting for sequence 1".into()),
+            _ => Outcome::DeadLetter("malformed payload".into()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_after_a_deferral_names_the_original_route() {
+    let app = spawn_relay().await;
+    let publisher = Publisher::new(&app.connection).await.unwrap();
+    let results = publisher
+        .publish_all(vec![Outgoing {
+            exchange: topology::POST_EVENTS,
+            routing_key: "post.updated",
+            body: br#"{"any":"body"}"#,
+            properties: infra::amqp::event_properties("event-2", "post.updated", None),
+        }])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let connection = infra::amqp::connect(&app.amqp_url, "consumer-test-2")
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        let handler = Arc::new(DeferThenFail(AtomicUsize::new(0)));
+        let options = ConsumerOptions::new(format!("{}@test", IMAGE_SERVICE_POST_EVENTS.name), 2);
+        async move {
+            consume(
+                &connection,
+                IMAGE_SERVICE_POST_EVENTS.name,
+                options,
+                handler,
+                stop,
+            )
+            .await
+        }
+    });
+    let message = eventually("a dead letter", Duration::from_secs(20), || async {
+        dead_letter(&app).await.ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    stop.cancel();
+    assert_eq!(
+        header(&message, headers::ORIGINAL_EXCHANGE),
+        topology::POST_EVENTS
+    );
+    assert_eq!(
+        header(&message, headers::ORIGINAL_ROUTING_KEY),
+        "post.updated"
+    );
+    app.cleanup().await;
+}
