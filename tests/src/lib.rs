@@ -30,9 +30,11 @@ pub struct Stack {
     pub amqp_url: String,
     auth: AuthSettings,
     pub client: reqwest::Client,
-    /// More instances started with [`Stack::add_image_service`] and [`Stack::add_relay`].
+    /// More instances started with [`Stack::add_image_service`],
+    /// [`Stack::add_post_service`] and [`Stack::add_relay`].
     extras: Vec<Program>,
     image_env: Vec<(&'static str, String)>,
+    post_env: Vec<(&'static str, String)>,
     relay_env: Vec<(&'static str, String)>,
     logs: PathBuf,
 }
@@ -105,19 +107,13 @@ impl Stack {
         image_env.extend(image_settings.iter().map(|(k, v)| (*k, v.to_string())));
         let image = spawn("image-service", image_port, &logs, &image_env, 0);
         let post_port = free_port();
-        let post = spawn(
-            "post-service",
-            post_port,
-            &logs,
-            &[
-                ("POST_APPLICATION__PORT", post_port.to_string()),
-                ("POST_DATABASE__URL", posts_db.clone()),
-                ("POST_AMQP__URL", amqp_url.clone()),
-                ("POST_AUTH__JWT_SECRET", SECRET.into()),
-                ("POST_IMAGES__PUBLIC_BASE_URL", image_base),
-            ],
-            0,
-        );
+        let post_env = vec![
+            ("POST_DATABASE__URL", posts_db.clone()),
+            ("POST_AMQP__URL", amqp_url.clone()),
+            ("POST_AUTH__JWT_SECRET", SECRET.into()),
+            ("POST_IMAGES__PUBLIC_BASE_URL", image_base),
+        ];
+        let post = spawn_post(post_port, &logs, &post_env, 0);
         let relay_port = free_port();
         let relay_env = vec![
             ("RELAY_AMQP__URL", amqp_url.clone()),
@@ -141,6 +137,7 @@ impl Stack {
             client: reqwest::Client::new(),
             extras: Vec::new(),
             image_env,
+            post_env,
             relay_env,
             logs,
         };
@@ -165,6 +162,50 @@ impl Stack {
         );
         self.extras.push(program);
         self.wait_ready(2 + self.extras.len()).await;
+    }
+
+    /// Starts one more post service on the same database and vhost.
+    pub async fn add_post_service(&mut self) {
+        let program = spawn_post(
+            free_port(),
+            &self.logs,
+            &self.post_env,
+            self.extras.len() + 1,
+        );
+        self.extras.push(program);
+        self.wait_ready(2 + self.extras.len()).await;
+    }
+
+    /// The ports of every running instance of `name`, first one first.
+    pub fn ports(&self, name: &str) -> Vec<u16> {
+        [&self.image, &self.post, &self.relay]
+            .into_iter()
+            .chain(&self.extras)
+            .filter(|p| p.name == name)
+            .map(|p| p.port)
+            .collect()
+    }
+
+    /// The sum of the samples of metric `name` on the program at `port`
+    /// whose labels include every one of `labels` (e.g. `stage="decode"`).
+    pub async fn metric(&self, port: u16, name: &str, labels: &[&str]) -> f64 {
+        let text = self
+            .client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .expect("scrape /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter(|line| labels.iter().all(|label| line.contains(label)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// Starts one more relay over the same outboxes.
@@ -325,6 +366,17 @@ impl Drop for Program {
             let _ = self.child.wait();
         }
     }
+}
+
+fn spawn_post(
+    port: u16,
+    logs: &std::path::Path,
+    env: &[(&'static str, String)],
+    instance: usize,
+) -> Program {
+    let mut env = env.to_vec();
+    env.push(("POST_APPLICATION__PORT", port.to_string()));
+    spawn("post-service", port, logs, &env, instance)
 }
 
 fn spawn_relay(

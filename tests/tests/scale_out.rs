@@ -116,3 +116,141 @@ async fn rapid_changes_apply_in_order_with_two_relays_and_two_consumers() {
     let exits = stack.stop().await;
     assert!(exits.iter().all(|(_, code)| *code == Some(0)), "{exits:?}");
 }
+
+/// Two of each program on the same databases, vhost and bucket: both post
+/// services take requests, both relays publish, both image services build,
+/// and every image is built exactly once.
+#[tokio::test]
+async fn two_of_each_program_share_the_work_and_build_each_image_once() {
+    let mut stack = Stack::start().await;
+    stack.add_post_service().await;
+    stack.add_image_service().await;
+    stack.add_relay().await;
+    let token = stack.token("alice");
+    let (posts, images, relays) = (
+        stack.ports("post-service"),
+        stack.ports("image-service"),
+        stack.ports("outbox-relay"),
+    );
+    assert_eq!((posts.len(), images.len(), relays.len()), (2, 2, 2));
+    let photo = std::fs::read(corpus("odd/hopper.jpg")).unwrap();
+
+    // Posts go to both post services in turn until both relays have
+    // published and both image services have built something (which
+    // instance takes a message is the broker's and the database's choice).
+    let built = |port| {
+        let stack = &stack;
+        async move {
+            stack
+                .metric(
+                    port,
+                    "image_processing_seconds_count",
+                    &["stage=\"decode\""],
+                )
+                .await
+        }
+    };
+    let published = |port| {
+        let stack = &stack;
+        async move {
+            stack
+                .metric(port, "relay_publishes_total", &["outcome=\"confirmed\""])
+                .await
+        }
+    };
+    let mut uploaded = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        for (turn, port) in posts.iter().enumerate() {
+            let upload: Value = stack
+                .client
+                .post(stack.image_url("/v1/uploads"))
+                .bearer_auth(&token)
+                .body(photo.clone())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = upload["id"].as_str().unwrap().to_owned();
+            let created = stack
+                .client
+                .post(format!("http://127.0.0.1:{port}/v1/posts"))
+                .bearer_auth(&token)
+                .json(&json!({"title": format!("post {turn}"), "image_ids": [id]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status().as_u16(), 201);
+            uploaded.push(id);
+        }
+        let mut counts = Vec::new();
+        for &port in images.iter() {
+            counts.push(built(port).await);
+        }
+        for &port in relays.iter() {
+            counts.push(published(port).await);
+        }
+        if counts.iter().all(|&n| n > 0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "work not shared after {} posts: built/published {counts:?}\n{}",
+            uploaded.len(),
+            stack.logs()
+        );
+    }
+
+    // Every image ends ready, built once in all.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut ready = 0;
+        for id in &uploaded {
+            let image: Value = stack
+                .client
+                .get(stack.image_url(&format!("/v1/images/{id}")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if image["process_status"] == "ready" {
+                assert_eq!(image["attempts"], 1, "built more than once: {image}");
+                ready += 1;
+            }
+        }
+        if ready == uploaded.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ready} of {} ready\n{}",
+            uploaded.len(),
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut per_instance = Vec::new();
+    for &port in images.iter() {
+        per_instance.push(built(port).await);
+    }
+    let mut per_relay = Vec::new();
+    for &port in relays.iter() {
+        per_relay.push(published(port).await);
+    }
+    println!(
+        "{} images: built per image service {per_instance:?}; events published per relay {per_relay:?}",
+        uploaded.len()
+    );
+    assert_eq!(
+        per_instance.iter().sum::<f64>() as usize,
+        uploaded.len(),
+        "each image decoded exactly once across both image services"
+    );
+    let exits = stack.stop().await;
+    assert!(exits.iter().all(|(_, code)| *code == Some(0)), "{exits:?}");
+}

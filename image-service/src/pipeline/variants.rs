@@ -88,6 +88,7 @@ pub fn build_variants(
         }
         let encoding = std::time::Instant::now();
         let encoder = if channels == 4 {
+            keep_alpha_channel(output.buffer_mut());
             webp::Encoder::from_rgba(output.buffer(), w, h)
         } else {
             webp::Encoder::from_rgb(output.buffer(), w, h)
@@ -111,6 +112,17 @@ pub fn build_variants(
         variants: built,
         placeholder,
     })
+}
+
+/// libwebp leaves the alpha channel out when every pixel is opaque. The
+/// source has one (an RGBA PNG, say), so its variants keep one too: the last
+/// pixel is made 254/255 opaque, which no eye can tell apart.
+fn keep_alpha_channel(rgba: &mut [u8]) {
+    if rgba.chunks_exact(4).all(|pixel| pixel[3] == u8::MAX) {
+        if let Some(alpha) = rgba.last_mut() {
+            *alpha = u8::MAX - 1;
+        }
+    }
 }
 
 /// Target size for a preset width: never wider than the source, aspect kept.
@@ -213,6 +225,22 @@ mod tests {
         let decoded = image::load_from_memory(&built.variants[0].webp).unwrap();
         assert!(decoded.color().has_alpha());
         assert_eq!(decoded.to_rgba8().get_pixel(5, 5)[3], 0);
+    }
+
+    #[test]
+    fn an_opaque_alpha_channel_is_kept() {
+        let source = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            64,
+            64,
+            image::Rgba([0, 90, 200, 255]),
+        ));
+        let bytes = encode(source, image::ImageFormat::Png);
+        let built =
+            build_variants(&bytes, Format::Png, &presets(), 80.0, &Limits::default()).unwrap();
+        let decoded = image::load_from_memory(&built.variants[0].webp).unwrap();
+        assert!(decoded.color().has_alpha());
+        let opaque = decoded.to_rgba8().pixels().filter(|p| p[3] == 255).count();
+        assert!(opaque >= 64 * 64 - 1, "{opaque} opaque pixels");
     }
 
     #[test]

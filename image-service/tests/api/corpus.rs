@@ -3,14 +3,9 @@
 use crate::helpers::{apply_created, corpus, post_created, spawn_app};
 use serde_json::Value;
 
-/// Files the pipeline does not handle yet (AVIF decoding; alpha of fully
-/// opaque RGBA sources, which libwebp drops). The test fails when one of
-/// them starts passing, so this list only shrinks.
-const KNOWN_GAPS: &[&str] = &[
-    "avif_rot1mir0.avif",
-    "apng_mode_16bit.png",
-    "icc_profile.png",
-];
+/// Files the pipeline does not handle yet (AVIF decoding). The test fails
+/// when one of them starts passing, so this list only shrinks.
+const KNOWN_GAPS: &[&str] = &["avif_rot1mir0.avif"];
 
 struct Expected {
     file: String,
