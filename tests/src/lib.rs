@@ -274,6 +274,34 @@ impl Stack {
         infra::auth::issue_token(&self.auth, user, 600)
     }
 
+    /// `GET` of a JSON resource with a bearer token.
+    pub async fn get_json(&self, url: &str, token: &str) -> serde_json::Value {
+        self.client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
+    /// Uploads `bytes` to the first image service; returns the image id.
+    pub async fn upload(&self, token: &str, bytes: Vec<u8>) -> String {
+        let response = self
+            .client
+            .post(self.image_url("/v1/uploads"))
+            .bearer_auth(token)
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(response.status().as_u16(), 201);
+        let body: serde_json::Value = response.json().await.expect("JSON body");
+        body["id"].as_str().expect("an id").to_owned()
+    }
+
     /// Runs `image-service reconcile` against this stack's database and
     /// bucket; returns its exit code and output.
     pub fn reconcile(&self) -> (Option<i32>, String) {

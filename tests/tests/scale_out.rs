@@ -14,21 +14,8 @@ async fn rapid_changes_apply_in_order_with_two_relays_and_two_consumers() {
 
     let mut images = Vec::new();
     for _ in 0..6 {
-        let response = stack
-            .client
-            .post(stack.image_url("/v1/uploads"))
-            .bearer_auth(&token)
-            .body(std::fs::read(corpus("odd/hopper.jpg")).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-        images.push(
-            response.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        let photo = std::fs::read(corpus("odd/hopper.jpg")).unwrap();
+        images.push(stack.upload(&token, photo).await);
     }
     let lists: [&[usize]; 6] = [&[0, 1], &[2], &[2, 3], &[0, 4], &[5], &[1, 5]];
     let ids = |list: &[usize]| list.iter().map(|&i| images[i].clone()).collect::<Vec<_>>();
@@ -61,16 +48,9 @@ async fn rapid_changes_apply_in_order_with_two_relays_and_two_consumers() {
     let states = loop {
         let mut states = Vec::new();
         for id in &images {
-            let image: Value = stack
-                .client
-                .get(stack.image_url(&format!("/v1/images/{id}")))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let image = stack
+                .get_json(&stack.image_url(&format!("/v1/images/{id}")), &token)
+                .await;
             states.push(image);
         }
         let settled = images.iter().zip(&states).all(|(id, image)| {
@@ -162,18 +142,7 @@ async fn two_of_each_program_share_the_work_and_build_each_image_once() {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         for (turn, port) in posts.iter().enumerate() {
-            let upload: Value = stack
-                .client
-                .post(stack.image_url("/v1/uploads"))
-                .bearer_auth(&token)
-                .body(photo.clone())
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let id = upload["id"].as_str().unwrap().to_owned();
+            let id = stack.upload(&token, photo.clone()).await;
             let created = stack
                 .client
                 .post(format!("http://127.0.0.1:{port}/v1/posts"))
@@ -208,16 +177,9 @@ async fn two_of_each_program_share_the_work_and_build_each_image_once() {
     loop {
         let mut ready = 0;
         for id in &uploaded {
-            let image: Value = stack
-                .client
-                .get(stack.image_url(&format!("/v1/images/{id}")))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let image = stack
+                .get_json(&stack.image_url(&format!("/v1/images/{id}")), &token)
+                .await;
             if image["process_status"] == "ready" {
                 assert_eq!(image["attempts"], 1, "built more than once: {image}");
                 ready += 1;
