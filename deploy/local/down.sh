@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops the three programs started by up.sh, then the backing services that
+# Stops the programs started by up.sh (every replica), then the backing services that
 # services.sh started (and only those). Data is kept.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -21,8 +21,10 @@ stop_pid() {
   rm -f "$file"
 }
 
-for name in post-service image-service outbox-relay; do
-  stop_pid "$name" "$CACHE/run/$name.pid"
+# Every instance up.sh started, whatever its replica count.
+for pidfile in "$CACHE"/run/*.pid; do
+  [ -f "$pidfile" ] || continue
+  stop_pid "$(basename "$pidfile" .pid)" "$pidfile"
 done
 
 if [ -f "$CACHE/started-by-us" ]; then
