@@ -80,6 +80,12 @@ pub struct VariantSettings {
     pub presets: Vec<String>,
     /// Lossy WebP quality, 0–100.
     pub webp_quality: f32,
+    /// Also build AVIF variants (after the WebP ones are ready).
+    pub avif: bool,
+    /// AVIF quality, 1–100.
+    pub avif_quality: f32,
+    /// AVIF encoder speed, 1 (slowest, smallest) to 10.
+    pub avif_speed: u8,
 }
 
 impl Default for VariantSettings {
@@ -87,11 +93,22 @@ impl Default for VariantSettings {
         Self {
             presets: vec!["1x:400".into(), "2x:800".into(), "large:1600".into()],
             webp_quality: 80.0,
+            avif: true,
+            avif_quality: 60.0,
+            avif_speed: 8,
         }
     }
 }
 
 impl VariantSettings {
+    /// The AVIF encoding, when AVIF variants are built.
+    pub fn avif(&self) -> Option<crate::pipeline::avif::AvifSettings> {
+        self.avif.then_some(crate::pipeline::avif::AvifSettings {
+            quality: self.avif_quality,
+            speed: self.avif_speed,
+        })
+    }
+
     /// The parsed presets; `validate` has checked they parse.
     pub fn parsed(&self) -> Vec<Preset> {
         self.presets
@@ -194,6 +211,15 @@ impl settings::Settings for Settings {
         ),
         ("variants.webp_quality", "Lossy WebP quality, 0-100."),
         (
+            "variants.avif",
+            "Also build AVIF variants, after the WebP ones are ready.",
+        ),
+        ("variants.avif_quality", "AVIF quality, 1-100."),
+        (
+            "variants.avif_speed",
+            "AVIF encoder speed, 1 (slowest, smallest files) to 10 (fastest).",
+        ),
+        (
             "workers.images_in_flight",
             "Images processed at once; 0 = one per CPU core.",
         ),
@@ -235,6 +261,17 @@ impl settings::Settings for Settings {
             return Err(
                 "setting variants.webp_quality (IMAGE_VARIANTS__WEBP_QUALITY) must be 0..=100"
                     .into(),
+            );
+        }
+        if !(1.0..=100.0).contains(&self.variants.avif_quality) {
+            return Err(
+                "setting variants.avif_quality (IMAGE_VARIANTS__AVIF_QUALITY) must be 1..=100"
+                    .into(),
+            );
+        }
+        if !(1..=10).contains(&self.variants.avif_speed) {
+            return Err(
+                "setting variants.avif_speed (IMAGE_VARIANTS__AVIF_SPEED) must be 1..=10".into(),
             );
         }
         if self.limits.max_bytes == 0 || self.limits.max_pixels == 0 || self.limits.max_side == 0 {

@@ -49,6 +49,8 @@ pub async fn reconcile(pool: &PgPool, store: &ObjectStore, delete: bool) -> anyh
                 missing.push(key.clone());
             }
             explained.insert(key);
+            // AVIF variants are written a moment before the row lists them.
+            explained.insert(storage::variant_key(record.id, &variant.name, "avif"));
         }
         if matches!(
             record.process_status,

@@ -52,6 +52,7 @@ impl Application {
             store: store.clone(),
             presets: settings.variants.parsed(),
             webp_quality: settings.variants.webp_quality,
+            avif: settings.variants.avif(),
             limits: settings.limits,
             public_base_url: settings.application.public_base_url.clone(),
             permits: Arc::new(tokio::sync::Semaphore::new(

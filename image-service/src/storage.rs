@@ -31,6 +31,9 @@ pub fn staging_key(id: ImageId) -> String {
     format!("uploads/{id}")
 }
 
+/// The formats variants are stored in (their file extensions).
+pub const VARIANT_FORMATS: [&str; 2] = ["webp", "avif"];
+
 pub fn variant_key(id: ImageId, name: &str, extension: &str) -> String {
     format!("variants/{id}/{name}.{extension}")
 }

@@ -97,18 +97,19 @@ impl Sweeper {
         let mut keys = Vec::new();
         for record in &due {
             keys.push(record.original_key.clone());
-            // Every preset, not only the recorded variants: a build that
-            // crashed half-way may have left objects it never recorded.
+            // Every preset in every format, not only the recorded variants:
+            // a build that crashed half-way, or AVIF variants written but
+            // not listed yet, leave objects the row does not name.
             let names = self
                 .presets
                 .iter()
                 .map(|p| p.name.as_str())
                 .chain(record.variants.iter().map(|v| v.name.as_str()));
-            let mut variant_keys: Vec<String> = names
-                .map(|n| storage::variant_key(record.id, n, "webp"))
-                .collect();
-            variant_keys.dedup();
-            keys.extend(variant_keys);
+            for name in names {
+                for format in storage::VARIANT_FORMATS {
+                    keys.push(storage::variant_key(record.id, name, format));
+                }
+            }
         }
         keys.sort();
         keys.dedup();

@@ -103,6 +103,8 @@ impl Stack {
             ("IMAGE_S3__BUCKET", s3.bucket.clone()),
             ("IMAGE_S3__ACCESS_KEY_ID", s3.access_key_id.clone()),
             ("IMAGE_S3__SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
+            // Tests that are about AVIF variants turn them on.
+            ("IMAGE_VARIANTS__AVIF", "false".into()),
         ];
         image_env.extend(image_settings.iter().map(|(k, v)| (*k, v.to_string())));
         let image = spawn("image-service", image_port, &logs, &image_env, 0);

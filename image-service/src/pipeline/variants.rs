@@ -20,6 +20,19 @@ pub struct Built {
     pub variants: Vec<BuiltVariant>,
     /// ThumbHash, base64.
     pub placeholder: Option<String>,
+    /// The resized sRGB pixels of each variant, for encoders that run
+    /// later (AVIF); dropped by callers that do not need them.
+    pub resized: Vec<Resized>,
+}
+
+/// One variant's pixels: RGB or RGBA rows, 8 bits per channel, sRGB.
+#[derive(Debug, Clone)]
+pub struct Resized {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub has_alpha: bool,
+    pub pixels: Vec<u8>,
 }
 
 /// One encoded variant.
@@ -70,6 +83,7 @@ pub fn build_variants(
     let mut resizer = Resizer::new();
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     let mut built = Vec::with_capacity(order.len());
+    let mut resized = Vec::with_capacity(order.len());
     let mut current: Option<Image> = None;
     for preset in order {
         let input = current.as_ref().unwrap_or(&source);
@@ -103,6 +117,13 @@ pub fn build_variants(
             height: h,
             webp,
         });
+        resized.push(Resized {
+            name: preset.name.clone(),
+            width: w,
+            height: h,
+            has_alpha: channels == 4,
+            pixels: output.buffer().to_vec(),
+        });
         current = Some(output);
     }
     // Report in the configured order.
@@ -111,6 +132,7 @@ pub fn build_variants(
     Ok(Built {
         variants: built,
         placeholder,
+        resized,
     })
 }
 

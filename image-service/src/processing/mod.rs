@@ -2,6 +2,7 @@
 //! every attached image still `pending` or `processing` is (re)built, so a
 //! crash after the attach commit is repaired by the redelivery. Variant keys
 //! are deterministic, so rebuilding only overwrites identical objects.
+mod avif;
 mod lifecycle;
 
 use crate::{
@@ -24,6 +25,8 @@ pub struct Processor {
     pub store: ObjectStore,
     pub presets: Vec<Preset>,
     pub webp_quality: f32,
+    /// AVIF variants are built after the WebP ones when set.
+    pub avif: Option<pipeline::avif::AvifSettings>,
     pub limits: Limits,
     pub public_base_url: String,
     /// Bounds the images in flight, and so memory and CPU use.
@@ -77,9 +80,16 @@ impl Processor {
         };
         let started = std::time::Instant::now();
         let outcome = self.build_and_store(&record).await?;
+        let mut later = None;
         let mut tx = self.pool.begin().await.context("begin finish")?;
         let event = match outcome {
-            Ok((variants, placeholder)) => {
+            Ok((mut variants, placeholder, resized)) => {
+                // AVIF comes later; keep the listed AVIF variants meanwhile
+                // (a rebuild writes them again under the same keys).
+                if self.avif.is_some() {
+                    variants.extend(avif::kept(&record, &variants));
+                    later = Some(resized);
+                }
                 tracing::info!(
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "variants ready"
@@ -118,14 +128,17 @@ impl Processor {
                 tracing::warn!(error = %e, "stale variants left for reconcile");
             }
         }
+        if let (Some(resized), Some(settings)) = (later, self.avif) {
+            // Still under the permit: AVIF work counts as this image's.
+            if let Err(e) = self.build_avif(record.id, resized, settings).await {
+                tracing::warn!(error = ?e, "AVIF variants not built; WebP ones serve");
+            }
+        }
         Ok(())
     }
 
     /// `Ok(Err(reason))` is a permanent failure of this image; `Err` is transient.
-    async fn build_and_store(
-        &self,
-        record: &ImageRecord,
-    ) -> anyhow::Result<Result<(Vec<Variant>, Option<String>), String>> {
+    async fn build_and_store(&self, record: &ImageRecord) -> anyhow::Result<Result<Built, String>> {
         let Some(original) = self.store.get(&record.original_key).await? else {
             return Ok(Err("the original is missing from storage".into()));
         };
@@ -145,7 +158,7 @@ impl Processor {
             Ok(Err(reason)) => return Ok(Err(reason)),
             Err(panic) => return Ok(Err(format!("the decoder crashed: {panic}"))),
         };
-        let placeholder = built.placeholder;
+        let (placeholder, resized) = (built.placeholder, built.resized);
         let built = built.variants;
         let uploads = built.iter().map(|v| {
             let key = storage::variant_key(record.id, &v.name, "webp");
@@ -165,7 +178,7 @@ impl Processor {
                 bytes: v.webp.len() as u64,
             })
             .collect();
-        Ok(Ok((variants, placeholder)))
+        Ok(Ok((variants, placeholder, resized)))
     }
 
     async fn finish(
@@ -206,6 +219,9 @@ impl Processor {
         }))
     }
 }
+
+/// Variants, placeholder and the resized pixels of a successful build.
+type Built = (Vec<Variant>, Option<String>, Vec<pipeline::Resized>);
 
 /// The result of one processing attempt.
 struct Outcome {

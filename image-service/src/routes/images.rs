@@ -100,7 +100,9 @@ pub async fn get_original(
     serve(&req, &state, &record.original_key, "private, max-age=3600").await
 }
 
-/// A variant, e.g. `GET /v1/images/{id}/variants/1x.webp`.
+/// A variant: `GET /v1/images/{id}/variants/1x.webp` (or `.avif`), or
+/// `…/variants/1x`, which answers AVIF to clients whose `Accept` names
+/// `image/avif` (once it is built) and WebP to the others.
 #[tracing::instrument(skip_all, fields(image_id = %path.0))]
 pub async fn get_variant(
     req: HttpRequest,
@@ -108,22 +110,74 @@ pub async fn get_variant(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, file) = path.into_inner();
-    let (name, extension) = file.rsplit_once('.').ok_or(ApiError::NotFound)?;
-    let valid = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    let id = ImageId(id);
+    let (name, extension) = match file.rsplit_once('.') {
+        Some((name, extension)) => (name, Some(extension)),
+        None => (file.as_str(), None),
     };
-    if !valid(name) || extension != "webp" {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
         return Err(ApiError::NotFound);
     }
-    serve(
-        &req,
-        &state,
-        &storage::variant_key(ImageId(id), name, extension),
-        IMMUTABLE,
-    )
-    .await
+    match extension {
+        Some(format) if storage::VARIANT_FORMATS.contains(&format) => {
+            serve(
+                &req,
+                &state,
+                &storage::variant_key(id, name, format),
+                IMMUTABLE,
+            )
+            .await
+        }
+        Some(_) => Err(ApiError::NotFound),
+        None => {
+            let avif = if accepts_avif(&req) {
+                let key = storage::variant_key(id, name, "avif");
+                match serve(&req, &state, &key, NEGOTIATED).await {
+                    Err(ApiError::NotFound) => None,
+                    other => Some(other),
+                }
+            } else {
+                None
+            };
+            let webp = storage::variant_key(id, name, "webp");
+            let mut response = match avif {
+                Some(response) => response?,
+                None => serve(&req, &state, &webp, NEGOTIATED).await?,
+            };
+            response
+                .headers_mut()
+                .insert(header::VARY, header::HeaderValue::from_static("Accept"));
+            Ok(response)
+        }
+    }
+}
+
+/// The answer of a negotiated URL can change (AVIF appears after WebP), so
+/// it is cached for a day, per `Accept`.
+const NEGOTIATED: &str = "public, max-age=86400";
+
+/// Whether `Accept` names `image/avif` with a non-zero quality.
+fn accepts_avif(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let refused = |p: &str| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            };
+            parts
+                .next()
+                .is_some_and(|t| t.eq_ignore_ascii_case("image/avif"))
+                && !parts.any(refused)
+        })
 }
 
 async fn serve(

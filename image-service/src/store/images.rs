@@ -336,3 +336,46 @@ pub async fn finish_processing(
     .rows_affected();
     Ok(updated == 1)
 }
+
+/// What became of AVIF variants offered for a row.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AvifListed {
+    /// The row lists them now.
+    Listed,
+    /// The file was deleted meanwhile: the objects must go.
+    Deleted,
+    /// The image is being rebuilt (or failed): the rebuild decides.
+    Rebuilding,
+}
+
+/// Replaces the AVIF entries of a `ready` image's variants with `avif`.
+pub async fn set_avif_variants(
+    pool: &PgPool,
+    id: ImageId,
+    avif: &[Variant],
+) -> Result<AvifListed, sqlx::Error> {
+    let avif = serde_json::to_value(avif).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let listed = sqlx::query(
+        "UPDATE images SET variants = COALESCE(
+                (SELECT jsonb_agg(v) FROM jsonb_array_elements(variants) v WHERE v->>'format' <> 'avif'),
+                '[]'::jsonb) || $2::jsonb,
+            updated_at = now()
+         WHERE id = $1 AND state <> 'deleted' AND process_status = 'ready'",
+    )
+    .bind(id.0)
+    .bind(avif)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if listed == 1 {
+        return Ok(AvifListed::Listed);
+    }
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM images WHERE id = $1")
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?;
+    Ok(match state.as_deref() {
+        Some("deleted") | None => AvifListed::Deleted,
+        _ => AvifListed::Rebuilding,
+    })
+}

@@ -35,6 +35,9 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     // Tests sweep deterministically through `TestApp::sweeper`; a background
     // sweep would race them for the rows they expire.
     settings.sweeper.enabled = false;
+    // AVIF doubles the objects per image and the time per build; the tests
+    // that are about AVIF turn it on.
+    settings.variants.avif = false;
     change(&mut settings);
     let app = Application::build(settings.clone())
         .await
@@ -99,6 +102,7 @@ impl TestApp {
             store: ObjectStore::new(self.settings.s3.client(), self.settings.s3.bucket.clone()),
             presets: self.settings.variants.parsed(),
             webp_quality: self.settings.variants.webp_quality,
+            avif: self.settings.variants.avif(),
             limits: self.settings.limits,
             public_base_url: self.address.clone(),
             permits: Arc::new(tokio::sync::Semaphore::new(2)),

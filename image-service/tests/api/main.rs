@@ -1,3 +1,4 @@
+mod avif;
 mod corpus;
 mod helpers;
 mod orphans;
