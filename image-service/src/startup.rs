@@ -22,7 +22,12 @@ pub struct Application {
     amqp_url: String,
     broker: infra::health::BrokerStatus,
     concurrency: u16,
+    /// The `source` label of this service's outbox gauges.
+    outbox_source: String,
 }
+
+/// How often the service measures its own outbox backlog.
+const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -116,6 +121,7 @@ impl Application {
             sweeper,
             amqp_url: settings.amqp.url,
             concurrency: settings.amqp.concurrency,
+            outbox_source: infra::outbox::describe_source(&settings.database.url),
         })
     }
 
@@ -153,6 +159,12 @@ impl Application {
             let (sweeper, cancel) = (self.sweeper, cancel.clone());
             async move { sweeper.run(cancel).await }
         });
+        let backlog = tokio::spawn(infra::outbox::watch_backlog(
+            self.processor.pool.clone(),
+            self.outbox_source,
+            BACKLOG_EVERY,
+            cancel.clone(),
+        ));
         let resumer = tokio::spawn({
             let (processor, cancel) = (self.processor.clone(), cancel.clone());
             async move { resume_stalled(&processor, cancel).await }
@@ -162,6 +174,7 @@ impl Application {
         let _ = consumer.await;
         let _ = sweeper.await;
         let _ = resumer.await;
+        let _ = backlog.await;
         let _ = server.await;
         tracing::info!("image service stopped");
         Ok(())

@@ -62,3 +62,62 @@ pub async fn write<E: Event>(
     tracing::debug!(event_id = %id, sequence, "event written to outbox");
     Ok(id)
 }
+
+/// A database URL without credentials or parameters, e.g. `db:5432/posts`:
+/// the `source` label of the outbox gauges.
+pub fn describe_source(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    rest.split('?').next().unwrap_or(rest).to_owned()
+}
+
+/// Sets the backlog gauges of the outbox in `pool`: unpublished rows and
+/// the oldest one's age (both read through the partial index of
+/// unpublished rows).
+pub async fn measure_backlog(pool: &sqlx::PgPool, source: &str) -> Result<(), sqlx::Error> {
+    let (count, age): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
+         FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    crate::metrics::OUTBOX_BACKLOG
+        .with_label_values(&[source])
+        .set(count as f64);
+    crate::metrics::OUTBOX_OLDEST_AGE
+        .with_label_values(&[source])
+        .set(age.unwrap_or(0.0));
+    Ok(())
+}
+
+/// Measures the service's own outbox backlog every `every` until `cancel`
+/// fires, so a stalled or stopped relay shows on the service's `/metrics`.
+pub async fn watch_backlog(
+    pool: sqlx::PgPool,
+    source: String,
+    every: std::time::Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    while !cancel.is_cancelled() {
+        if let Err(e) = measure_backlog(&pool, &source).await {
+            tracing::warn!(error = %e, "measuring the outbox backlog failed");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_source;
+
+    #[test]
+    fn sources_are_described_without_credentials() {
+        assert_eq!(
+            describe_source("postgres://user:secret@db:5432/posts?sslmode=require"),
+            "db:5432/posts"
+        );
+    }
+}

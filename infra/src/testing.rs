@@ -72,12 +72,9 @@ pub async fn fresh_vhost() -> String {
     format!("{}/{vhost}", amqp.trim_end_matches('/'))
 }
 
-/// Deletes a vhost made by [`fresh_vhost`] (best effort).
-pub async fn drop_vhost(amqp_url: &str) {
+/// The management API's base URL and credentials.
+fn management() -> (String, String, Option<String>) {
     let api = env_or("TEST_RABBITMQ_API", "http://guest:guest@127.0.0.1:15672");
-    let Some(vhost) = amqp_url.rsplit('/').next() else {
-        return;
-    };
     let url = reqwest::Url::parse(&api).expect("TEST_RABBITMQ_API is a URL");
     let base = format!(
         "{}://{}:{}",
@@ -85,11 +82,69 @@ pub async fn drop_vhost(amqp_url: &str) {
         url.host_str().unwrap_or("127.0.0.1"),
         url.port().unwrap_or(15672)
     );
+    (
+        base,
+        url.username().to_owned(),
+        url.password().map(str::to_owned),
+    )
+}
+
+/// Deletes a vhost made by [`fresh_vhost`] (best effort).
+pub async fn drop_vhost(amqp_url: &str) {
+    let Some(vhost) = amqp_url.rsplit('/').next() else {
+        return;
+    };
+    let (base, user, password) = management();
     let _ = reqwest::Client::new()
         .delete(format!("{base}/api/vhosts/{vhost}"))
-        .basic_auth(url.username(), url.password())
+        .basic_auth(user, password)
         .send()
         .await;
+}
+
+/// Closes every client connection to the vhost of `amqp_url`, as a broker
+/// restart or a network cut would; returns how many it closed. The
+/// management API lists a new connection only after its next statistics
+/// round (seconds), so this waits up to 30 s for at least one.
+pub async fn cut_connections(amqp_url: &str) -> usize {
+    let vhost = amqp_url.rsplit('/').next().expect("a vhost in the URL");
+    let (base, user, password) = management();
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let names = loop {
+        let connections: Vec<serde_json::Value> = client
+            .get(format!("{base}/api/vhosts/{vhost}/connections"))
+            .basic_auth(&user, password.as_deref())
+            .send()
+            .await
+            .expect("list connections")
+            .json()
+            .await
+            .expect("connections as JSON");
+        let names: Vec<String> = connections
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect();
+        if !names.is_empty() || std::time::Instant::now() > deadline {
+            break names;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let mut closed = 0;
+    for name in names {
+        let mut url = reqwest::Url::parse(&format!("{base}/api/connections")).expect("API URL");
+        url.path_segments_mut().expect("a base URL").push(&name);
+        let response = client
+            .delete(url)
+            .basic_auth(&user, password.as_deref())
+            .send()
+            .await
+            .expect("close connection");
+        if response.status().is_success() {
+            closed += 1;
+        }
+    }
+    closed
 }
 
 /// S3 settings for the local test server with a new, empty bucket.

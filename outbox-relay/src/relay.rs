@@ -179,22 +179,9 @@ impl Relay {
         Ok(())
     }
 
-    /// Updates the backlog gauges: unpublished rows and the oldest one's age
-    /// (both read through the partial index of unpublished rows).
+    /// Updates the backlog gauges of this outbox.
     pub async fn measure_backlog(&self) -> Result<(), sqlx::Error> {
-        let (count, age): (i64, Option<f64>) = sqlx::query_as(
-            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
-             FROM outbox WHERE published_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        infra::metrics::OUTBOX_BACKLOG
-            .with_label_values(&[self.source.as_str()])
-            .set(count as f64);
-        infra::metrics::OUTBOX_OLDEST_AGE
-            .with_label_values(&[self.source.as_str()])
-            .set(age.unwrap_or(0.0));
-        Ok(())
+        infra::outbox::measure_backlog(&self.pool, &self.source).await
     }
 
     /// Publishes batches until one comes back short. `Ok(false)` when some
@@ -229,22 +216,5 @@ fn envelope_bytes(row: &OutboxRow) -> Vec<u8> {
     serde_json::to_vec(&envelope).expect("an envelope of JSON values serialises")
 }
 
-/// `host:port/database` of a URL, without credentials, for logs.
-pub fn describe_source(url: &str) -> String {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
-    rest.split('?').next().unwrap_or(rest).to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::describe_source;
-
-    #[test]
-    fn sources_are_described_without_credentials() {
-        assert_eq!(
-            describe_source("postgres://user:secret@db:5432/posts?sslmode=require"),
-            "db:5432/posts"
-        );
-    }
-}
+/// `host:port/database` of a URL, without credentials, for logs and labels.
+pub use infra::outbox::describe_source;

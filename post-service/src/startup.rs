@@ -18,7 +18,12 @@ pub struct Application {
     amqp_url: String,
     broker: infra::health::BrokerStatus,
     concurrency: u16,
+    /// The `source` label of this service's outbox gauges.
+    outbox_source: String,
 }
+
+/// How often the service measures its own outbox backlog.
+const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -69,6 +74,7 @@ impl Application {
             pool,
             amqp_url: settings.amqp.url,
             concurrency: settings.amqp.concurrency,
+            outbox_source: infra::outbox::describe_source(&settings.database.url),
         })
     }
 
@@ -81,6 +87,12 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
+        let backlog = tokio::spawn(infra::outbox::watch_backlog(
+            self.pool.clone(),
+            self.outbox_source,
+            BACKLOG_EVERY,
+            cancel.clone(),
+        ));
         let handler = Arc::new(ImageEventsHandler { pool: self.pool });
         let options = ConsumerOptions::new(
             consumer_name(POST_SERVICE_IMAGE_EVENTS.name),
@@ -103,6 +115,7 @@ impl Application {
         cancel.cancelled().await;
         handle.stop(true).await;
         let _ = consumer.await;
+        let _ = backlog.await;
         let _ = server.await;
         tracing::info!("post service stopped");
         Ok(())

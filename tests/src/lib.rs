@@ -178,6 +178,23 @@ impl Stack {
         self.wait_ready(2 + self.extras.len()).await;
     }
 
+    /// Stops the first relay (SIGTERM) and waits for it to exit; returns
+    /// its exit code.
+    pub async fn stop_relay(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.relay.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.relay.child.try_wait() {
+                Ok(Some(status)) => return status.code(),
+                _ if Instant::now() > deadline => panic!("the relay did not stop"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     /// The ports of every running instance of `name`, first one first.
     pub fn ports(&self, name: &str) -> Vec<u16> {
         [&self.image, &self.post, &self.relay]

@@ -267,3 +267,41 @@ async fn a_request_id_is_honoured_or_made_and_returned() {
     );
     app.stop().await;
 }
+
+/// Polls `/readyz` until its status is `want`; returns the body.
+async fn readiness_becomes(app: &crate::helpers::TestApp, want: u16) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let response = app
+            .client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        if status == want {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never answered {want}; last {status}: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_broker_connection_is_cut_and_recovers() {
+    let app = spawn_app().await;
+    readiness_becomes(&app, 200).await;
+    let cut = infra::testing::cut_connections(&app.settings.amqp.url).await;
+    assert!(cut >= 1, "the service had a broker connection");
+    let body = readiness_becomes(&app, 503).await;
+    assert_ne!(body["checks"]["broker"], "ok", "{body}");
+    assert_eq!(body["checks"]["database"], "ok", "{body}");
+    // The consumer reconnects on its own.
+    let body = readiness_becomes(&app, 200).await;
+    assert_eq!(body["checks"], json!({"database": "ok", "broker": "ok"}));
+    app.stop().await;
+}
