@@ -209,23 +209,7 @@ async fn unknown_posts_are_404() {
 #[tokio::test]
 async fn readiness_reports_the_database_and_the_broker() {
     let app = spawn_app().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let body: Value = loop {
-        let response = app
-            .client
-            .get(format!("{}/readyz", app.address))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap();
-        if status == 200 {
-            break body;
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(std::time::Instant::now() < deadline, "never ready: {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let body = readiness_becomes(&app, 200).await;
     assert_eq!(body["checks"], json!({"database": "ok", "broker": "ok"}));
     let alive = app
         .client
