@@ -93,7 +93,10 @@ impl Default for VariantSettings {
         Self {
             presets: vec!["1x:400".into(), "2x:800".into(), "large:1600".into()],
             webp_quality: 80.0,
-            avif: true,
+            // Off by default: without assembly (no nasm here) rav1e takes
+            // seconds per 1600 px variant on one core, and the work shares
+            // the image permits with the WebP builds (see README).
+            avif: false,
             avif_quality: 60.0,
             avif_speed: 8,
         }
@@ -212,7 +215,7 @@ impl settings::Settings for Settings {
         ("variants.webp_quality", "Lossy WebP quality, 0-100."),
         (
             "variants.avif",
-            "Also build AVIF variants, after the WebP ones are ready.",
+            "Also build AVIF variants, after the WebP ones are ready (costly: see README).",
         ),
         ("variants.avif_quality", "AVIF quality, 1-100."),
         (
