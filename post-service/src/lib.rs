@@ -7,6 +7,7 @@ pub mod configuration;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod store;

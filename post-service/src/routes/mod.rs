@@ -1,5 +1,5 @@
 //! HTTP routes under `/v1`.
-mod posts;
+pub(crate) mod posts;
 
 use actix_web::web;
 use sqlx::PgPool;
@@ -12,6 +12,7 @@ pub struct AppState {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(crate::openapi::serve));
     cfg.service(
         web::scope("/v1")
             .route("/posts", web::post().to(posts::create_post))

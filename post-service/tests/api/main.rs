@@ -1,4 +1,5 @@
 mod changes;
 mod helpers;
 mod image_events;
+mod openapi;
 mod posts;

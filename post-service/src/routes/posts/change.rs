@@ -15,14 +15,33 @@ use serde::Deserialize;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+/// Changes to a post; `image_ids` is the final ordered list. Fields left
+/// out stay as they are.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchPost {
     title: Option<String>,
     body: Option<String>,
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
     image_ids: Option<Vec<ImageId>>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/posts/{id}",
+    tag = "posts",
+    request_body = PatchPost,
+    params(("id" = uuid::Uuid, Path, description = "The post"), ("If-Match" = Option<String>, Header, description = "The ETag read; a stale one is 412")),
+    responses(
+        (status = 200, description = "The changed post (an unchanged request writes nothing)", body = super::PostView,
+         headers(("ETag" = String, description = "The post's new version"))),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the author may change the post", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an older version", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %caller.user, post_id = %id))]
 pub async fn patch_post(
     req: HttpRequest,
@@ -88,6 +107,19 @@ async fn patch_in_transaction(
     Ok(respond(HttpResponse::Ok(), &updated, state))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/posts/{id}",
+    tag = "posts",
+    params(("id" = uuid::Uuid, Path, description = "The post"), ("If-Match" = Option<String>, Header, description = "The ETag read; a stale one is 412")),
+    responses(
+        (status = 204, description = "Deleted; its images are abandoned"),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the author may delete the post", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an older version", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %caller.user, post_id = %id))]
 pub async fn delete_post(
     req: HttpRequest,

@@ -15,13 +15,15 @@ use infra::{auth::Caller, trace_context::TraceParent};
 use proto::{ImageId, PostCreated, PostId};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A new post; `image_ids` are the caller's uploads, in display order.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePost {
     title: String,
     #[serde(default)]
     body: String,
     #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     image_ids: Vec<ImageId>,
 }
 
@@ -31,6 +33,19 @@ const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 /// answers at once: the images show `processing` until the image service
 /// reports back. With an `Idempotency-Key`, a retry of the same request gets
 /// the first answer and writes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/posts",
+    tag = "posts",
+    request_body = CreatePost,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the first answer; the same key with another body is 422")),
+    responses(
+        (status = 201, description = "Created; its images show `processing`", body = super::PostView,
+         headers(("ETag" = String, description = "The post's version"), ("Location" = String))),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body, unknown fields, too many or repeated images, or a reused Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %caller.user, post_id = tracing::field::Empty))]
 pub async fn create_post(
     req: HttpRequest,
@@ -110,7 +125,8 @@ async fn create_in_transaction(
         .await
         .context("read created post")?
         .context("created post vanished")?;
-    let body = view(&post, &state.image_base_url);
+    let body =
+        serde_json::to_value(view(&post, &state.image_base_url)).context("serialise the post")?;
     if let Some(key) = key {
         idempotency::save_response(&mut tx, &caller.user, key, 201, &body)
             .await

@@ -8,6 +8,18 @@ use proto::PostId;
 use serde::Deserialize;
 use uuid::Uuid;
 
+#[utoipa::path(
+    get,
+    path = "/v1/posts/{id}",
+    tag = "posts",
+    params(("id" = uuid::Uuid, Path, description = "The post")),
+    responses(
+        (status = 200, description = "The post with its images in order", body = super::PostView,
+         headers(("ETag" = String, description = "The post's version, for If-Match"))),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(post_id = %id))]
 pub async fn get_post(
     _caller: Caller,
@@ -23,9 +35,12 @@ pub async fn get_post(
         .json(view(&post, &state.image_base_url)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Posts per page, 1 to 100 (default 20).
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -34,6 +49,17 @@ const MAX_LIMIT: i64 = 100;
 
 /// Newest first. `next_cursor` is opaque to clients (it is the last post's
 /// id) and `null` on the last page.
+#[utoipa::path(
+    get,
+    path = "/v1/posts",
+    tag = "posts",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of posts, newest first", body = crate::openapi::PostPage),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad limit or cursor", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn list_posts(
     _caller: Caller,
@@ -67,5 +93,5 @@ pub async fn list_posts(
         .iter()
         .map(|p| view(p, &state.image_base_url))
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_cursor": next_cursor })))
+    Ok(HttpResponse::Ok().json(crate::openapi::PostPage { items, next_cursor }))
 }
