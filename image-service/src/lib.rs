@@ -6,6 +6,7 @@ pub mod configuration;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod openapi;
 pub mod pipeline;
 pub mod presign;
 pub mod processing;

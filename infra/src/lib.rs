@@ -10,6 +10,7 @@ pub mod health;
 pub mod http;
 pub mod inbox;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod problem;
 pub mod s3;

@@ -185,3 +185,38 @@ pub async fn list_keys(settings: &S3Settings) -> Vec<String> {
     }
     keys
 }
+
+/// Fetches `{base}/openapi.json`, asserts it equals the committed document
+/// at `path` (rewriting that first when `UPDATE_DOCS` is set) and is
+/// OpenAPI 3.1 with the bearer scheme, and returns it.
+pub async fn assert_committed_document(base: &str, path: &std::path::Path) -> serde_json::Value {
+    let served = reqwest::get(format!("{base}/openapi.json"))
+        .await
+        .expect("GET /openapi.json")
+        .text()
+        .await
+        .expect("document text");
+    let served = served.as_str();
+    if std::env::var("UPDATE_DOCS").is_ok() {
+        std::fs::write(path, format!("{served}\n")).expect("write the document");
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed.trim_end() == served,
+        "{} differs from the served /openapi.json; rerun the test with UPDATE_DOCS=1",
+        path.display()
+    );
+    let document: serde_json::Value = serde_json::from_str(served).expect("JSON");
+    assert!(
+        document["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "OpenAPI 3.1: {}",
+        document["openapi"]
+    );
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    document
+}

@@ -11,6 +11,18 @@ use uuid::Uuid;
 /// Variants never change under their key, so caches may keep them for a year.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
+/// An image's states, variants and placeholder.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}",
+    tag = "images",
+    params(("id" = uuid::Uuid, Path, description = "The image")),
+    responses(
+        (status = 200, description = "The image", body = crate::openapi::ImageDoc),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(image_id = %id))]
 pub async fn get_image(
     _caller: Caller,
@@ -49,6 +61,19 @@ const ADMIN_SCOPE: &str = "images:admin";
 /// Rebuilds an attached image's variants (after a failure, or when presets
 /// changed). Answers `202` at once; the work runs in the background and
 /// ends with `image.processed`, like the first build.
+#[utoipa::path(
+    post,
+    path = "/v1/images/{id}/reprocess",
+    tag = "images",
+    params(("id" = uuid::Uuid, Path, description = "The image")),
+    responses(
+        (status = 202, description = "Rebuilding; ends with `image.processed`", body = crate::openapi::ImageDoc),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the uploader or an images:admin token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Only attached images whose processing finished", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(image_id = %id))]
 pub async fn reprocess(
     caller: Caller,
@@ -86,6 +111,19 @@ pub async fn reprocess(
 }
 
 /// The original bytes; originals are private, so a token is required.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}/original",
+    tag = "images",
+    params(("id" = uuid::Uuid, Path, description = "The image"), ("If-None-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "The original bytes (private cache)", content_type = "image/*", body = Vec<u8>,
+         headers(("ETag" = String))),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(image_id = %id))]
 pub async fn get_original(
     req: HttpRequest,
@@ -103,6 +141,23 @@ pub async fn get_original(
 /// A variant: `GET /v1/images/{id}/variants/1x.webp` (or `.avif`), or
 /// `…/variants/1x`, which answers AVIF to clients whose `Accept` names
 /// `image/avif` (once it is built) and WebP to the others.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}/variants/{file}",
+    tag = "images",
+    security(()),
+    params(("id" = uuid::Uuid, Path, description = "The image"),
+           ("file" = String, Path, description = "`1x.webp`, `1x.avif`, or `1x` to negotiate by Accept"),
+           ("Accept" = Option<String>, Header, description = "`image/avif` picks AVIF on the negotiated URL"),
+           ("If-None-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "The variant; immutable by extension, a day when negotiated (Vary: Accept)",
+         content((Vec<u8> = "image/webp"), (Vec<u8> = "image/avif")),
+         headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such image or variant", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(image_id = %path.0))]
 pub async fn get_variant(
     req: HttpRequest,

@@ -1,7 +1,7 @@
 //! HTTP routes under `/v1`.
-mod images;
-mod presigned;
-mod uploads;
+pub(crate) mod images;
+pub(crate) mod presigned;
+pub(crate) mod uploads;
 
 use crate::{pipeline::Limits, processing::Processor, storage::ObjectStore};
 use actix_web::web;
@@ -39,6 +39,7 @@ pub fn variant_url(base: &str, id: ImageId, name: &str, extension: &str) -> Stri
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(crate::openapi::serve));
     cfg.service(
         web::scope("/v1")
             .route("/uploads", web::post().to(uploads::upload))

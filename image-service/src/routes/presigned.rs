@@ -13,6 +13,16 @@ use uuid::Uuid;
 /// How long a presigned policy stays usable.
 const VALID_FOR_MINUTES: i64 = 15;
 
+/// A presigned S3 POST for a direct upload, limited to the byte limit.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads/presign",
+    tag = "uploads",
+    responses(
+        (status = 201, description = "The policy; valid for 15 minutes", body = crate::openapi::PresignedPostDoc),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %caller.user))]
 pub async fn presign(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = ImageId::new();
@@ -33,6 +43,23 @@ pub async fn presign(caller: Caller, state: web::Data<AppState>) -> Result<HttpR
     })))
 }
 
+/// Verifies a presigned upload like a direct one and registers it; a bad
+/// object is deleted and refused.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads/{id}/complete",
+    tag = "uploads",
+    params(("id" = uuid::Uuid, Path, description = "The image")),
+    responses(
+        (status = 201, description = "Stored", body = crate::openapi::UploadDoc),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such pending upload of the caller", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Completed already, or nothing uploaded yet", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Over the byte, pixel or side limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not an accepted format", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A header that cannot be read", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %caller.user, image_id = %id))]
 pub async fn complete(
     caller: Caller,

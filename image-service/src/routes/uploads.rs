@@ -15,6 +15,23 @@ use futures::StreamExt;
 use infra::auth::Caller;
 use proto::ImageId;
 
+/// Stores an image: the raw body, or a multipart form with a `file` part.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    tag = "uploads",
+    request_body(content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data")),
+                 description = "The image bytes; the format is sniffed, never taken from names or headers"),
+    responses(
+        (status = 201, description = "Stored", body = crate::openapi::UploadDoc),
+        (status = 400, description = "A multipart body without a `file` part", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Over the byte, pixel or side limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JPEG, PNG, WebP or GIF (the detail names what it is)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A header that cannot be read", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store is unavailable; nothing was kept", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = %caller.user, image_id = tracing::field::Empty))]
 pub async fn upload(
     req: HttpRequest,

@@ -46,7 +46,7 @@ pub struct ImageView {
     /// The original's URL (needs a token); usable at once.
     pub original_url: String,
     /// Empty until `ready`.
-    #[schema(value_type = Vec<crate::openapi::VariantDoc>)]
+    #[schema(value_type = Vec<infra::openapi::VariantDoc>)]
     pub variants: Vec<proto::Variant>,
     /// Why the image failed.
     pub error: Option<String>,
