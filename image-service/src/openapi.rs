@@ -22,7 +22,7 @@ use utoipa::{OpenApi, ToSchema};
         images::get_original,
         images::get_variant
     ),
-    components(schemas(ProblemDoc, VariantDoc, UploadDoc, PresignedPostDoc, ImageDoc, OwnerDoc)),
+    components(schemas(ProblemDoc, VariantDoc, UploadDoc, PresignedPostDoc, OwnerDoc)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -84,31 +84,4 @@ pub struct OwnerDoc {
     #[schema(rename = "type")]
     owner_type: String,
     id: uuid::Uuid,
-}
-
-/// An image: its file state, its processing state and its variants.
-#[derive(ToSchema)]
-#[schema(as = Image)]
-#[allow(dead_code)]
-pub struct ImageDoc {
-    id: uuid::Uuid,
-    /// `uploaded`, `attached`, `abandoned` or `deleted`.
-    state: String,
-    /// `pending`, `processing`, `ready` or `failed`.
-    process_status: String,
-    owner: Option<OwnerDoc>,
-    original_url: String,
-    /// WebP variants once `ready`; AVIF ones follow when enabled.
-    variants: Vec<VariantDoc>,
-    width: u32,
-    height: u32,
-    /// A ThumbHash (base64) to paint before any variant loads.
-    placeholder: Option<String>,
-    content_type: String,
-    bytes: u64,
-    /// Processing attempts so far.
-    attempts: u32,
-    /// Why processing failed.
-    error: Option<String>,
-    created_at: chrono::DateTime<chrono::Utc>,
 }

@@ -18,7 +18,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
     tag = "images",
     params(("id" = uuid::Uuid, Path, description = "The image")),
     responses(
-        (status = 200, description = "The image", body = crate::openapi::ImageDoc),
+        (status = 200, description = "The image", body = ImageView),
         (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
@@ -36,23 +36,58 @@ pub async fn get_image(
     Ok(HttpResponse::Ok().json(view(&record, &state)))
 }
 
-fn view(record: &ImageRecord, state: &AppState) -> serde_json::Value {
-    serde_json::json!({
-        "id": record.id,
-        "state": record.state,
-        "process_status": record.process_status,
-        "owner": record.owner,
-        "original_url": state.original_url(record.id),
-        "variants": record.variants,
-        "width": record.width,
-        "height": record.height,
-        "placeholder": record.placeholder,
-        "content_type": record.content_type,
-        "bytes": record.bytes,
-        "attempts": record.attempts,
-        "error": record.last_error,
-        "created_at": record.created_at,
-    })
+/// An image as the API shows it: its file state, its processing state and
+/// its variants.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Image)]
+pub struct ImageView<'a> {
+    #[schema(value_type = Uuid)]
+    pub id: ImageId,
+    /// `uploaded`, `attached`, `abandoned` or `deleted`.
+    #[schema(value_type = String)]
+    pub state: crate::domain::FileState,
+    /// `pending`, `processing`, `ready` or `failed`.
+    #[schema(value_type = String)]
+    pub process_status: crate::domain::ProcessStatus,
+    /// The post it is attached to, once attached.
+    #[schema(value_type = Option<crate::openapi::OwnerDoc>)]
+    pub owner: &'a Option<proto::Owner>,
+    /// Needs a token.
+    pub original_url: String,
+    /// WebP variants once `ready`; AVIF ones follow when enabled.
+    #[schema(value_type = Vec<infra::openapi::VariantDoc>)]
+    pub variants: &'a [proto::Variant],
+    /// Displayed size (EXIF orientation applied).
+    pub width: u32,
+    pub height: u32,
+    /// A ThumbHash (base64) to paint before any variant loads.
+    pub placeholder: Option<&'a str>,
+    pub content_type: &'a str,
+    pub bytes: u64,
+    /// Processing attempts so far.
+    pub attempts: i32,
+    /// Why processing failed.
+    pub error: Option<&'a str>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn view<'a>(record: &'a ImageRecord, state: &AppState) -> ImageView<'a> {
+    ImageView {
+        id: record.id,
+        state: record.state,
+        process_status: record.process_status,
+        owner: &record.owner,
+        original_url: state.original_url(record.id),
+        variants: &record.variants,
+        width: record.width,
+        height: record.height,
+        placeholder: record.placeholder.as_deref(),
+        content_type: &record.content_type,
+        bytes: record.bytes,
+        attempts: record.attempts,
+        error: record.last_error.as_deref(),
+        created_at: record.created_at,
+    }
 }
 
 /// Scope that lets internal services act on any image.
@@ -67,7 +102,7 @@ const ADMIN_SCOPE: &str = "images:admin";
     tag = "images",
     params(("id" = uuid::Uuid, Path, description = "The image")),
     responses(
-        (status = 202, description = "Rebuilding; ends with `image.processed`", body = crate::openapi::ImageDoc),
+        (status = 202, description = "Rebuilding; ends with `image.processed`", body = ImageView),
         (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only the uploader or an images:admin token", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image", body = crate::openapi::Problem, content_type = "application/problem+json"),
