@@ -48,7 +48,7 @@ pub static PUBLISHES: LazyLock<CounterVec> = LazyLock::new(|| {
 pub static CONSUMED: LazyLock<CounterVec> = LazyLock::new(|| {
     register_counter_vec!(
         "consumer_messages_total",
-        "Messages handled, by queue, event type and outcome (ok, retried, dead_lettered).",
+        "Messages handled, by queue, event type and outcome (ok, duplicate, retried, deferred, dead_lettered).",
         &["queue", "type", "outcome"]
     )
     .expect("metric registers once")

@@ -43,6 +43,7 @@ impl PostEventsHandler {
             Ok(done) => done,
             Err(outcome) => return outcome,
         };
+        let duplicate = matches!(applied, Ok(Applied::Duplicate));
         match applied {
             Ok(Applied::Early { expected }) => {
                 return Outcome::Defer(format!("waiting for sequence {expected} of this post"));
@@ -52,9 +53,13 @@ impl PostEventsHandler {
         }
         // Build whatever the post's images still lack, also after a
         // duplicate: the first delivery may have crashed mid-way.
-        match post {
+        let outcome = match post {
             Some(post) => self.process(post, &trace).await,
             None => Outcome::Done,
+        };
+        match outcome {
+            Outcome::Done if duplicate => Outcome::Duplicate,
+            outcome => outcome,
         }
     }
 

@@ -15,8 +15,11 @@ use tokio_util::sync::CancellationToken;
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Handled (or a duplicate): acknowledge.
+    /// Handled: acknowledge.
     Done,
+    /// Handled before (the inbox knew its event id): acknowledge, counted
+    /// apart so redeliveries and replays show.
+    Duplicate,
     /// A transient failure: redeliver after a backoff.
     Retry(String),
     /// Not yet: the message waits for another (an earlier event of its

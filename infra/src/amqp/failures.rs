@@ -32,6 +32,7 @@ pub(super) async fn settle(
         .unwrap_or("unknown");
     let label = match &outcome {
         Outcome::Done => "ok",
+        Outcome::Duplicate => "duplicate",
         Outcome::Retry(_) => "retried",
         Outcome::Defer(_) => "deferred",
         Outcome::DeadLetter(_) => "dead_lettered",
@@ -40,7 +41,7 @@ pub(super) async fn settle(
         .with_label_values(&[consumer_queue(consumer), event_type, label])
         .inc();
     match outcome {
-        Outcome::Done => delivery.ack(BasicAckOptions::default()).await?,
+        Outcome::Done | Outcome::Duplicate => delivery.ack(BasicAckOptions::default()).await?,
         Outcome::Retry(reason) => {
             let attempts = attempts_so_far(delivery) + 1;
             let step = (attempts - 1) as usize;

@@ -61,7 +61,11 @@ impl Handler for Inboxed {
                 .unwrap();
         }
         tx.commit().await.unwrap();
-        Outcome::Done
+        if fresh {
+            Outcome::Done
+        } else {
+            Outcome::Duplicate
+        }
     }
 }
 
@@ -216,6 +220,10 @@ async fn replaying_a_message_that_was_already_handled_has_no_second_effect() {
     .await;
     cancel.cancel();
     assert_eq!(effects(&dlq, &id).await, 1, "the inbox dropped the replay");
+    let duplicates = infra::metrics::CONSUMED
+        .with_label_values(&[IMAGE_SERVICE_POST_EVENTS.name, "post.created", "duplicate"])
+        .get();
+    assert_eq!(duplicates, 1.0, "the replay counts as a duplicate");
     assert_eq!(dlq.status_of(&id).await, "replayed");
     dlq.cleanup().await;
 }

@@ -31,7 +31,8 @@ impl Handler for ImageEventsHandler {
             match raw.event_type.as_str() {
                 ImageProcessed::TYPE => match raw.decode::<ImageProcessed>() {
                     Ok(event) => match self.apply(&event).await {
-                        Ok(()) => Outcome::Done,
+                        Ok(true) => Outcome::Done,
+                        Ok(false) => Outcome::Duplicate,
                         Err(e) => Outcome::Retry(format!("{e:#}")),
                     },
                     Err(e) => Outcome::DeadLetter(e.to_string()),
@@ -45,15 +46,16 @@ impl Handler for ImageEventsHandler {
 }
 
 impl ImageEventsHandler {
-    /// Applies one `image.processed`; a duplicate changes nothing.
-    pub async fn apply(&self, event: &Envelope<ImageProcessed>) -> anyhow::Result<()> {
+    /// Applies one `image.processed`; a duplicate changes nothing and
+    /// returns `false`.
+    pub async fn apply(&self, event: &Envelope<ImageProcessed>) -> anyhow::Result<bool> {
         let mut tx = self.pool.begin().await.context("begin")?;
         if !infra::inbox::record(&mut tx, EventId(event.id), &event.event_type)
             .await
             .context("record inbox")?
         {
             tracing::info!("duplicate image.processed ignored");
-            return Ok(());
+            return Ok(false);
         }
         let data = &event.data;
         if let Some(owner) = data
@@ -81,6 +83,6 @@ impl ImageEventsHandler {
             }
         }
         tx.commit().await.context("commit")?;
-        Ok(())
+        Ok(true)
     }
 }

@@ -52,7 +52,7 @@ async fn image_processed_shows_the_image_ready_and_a_duplicate_changes_nothing()
     };
 
     let ready = processed(post_id, image, ProcessOutcome::Ready);
-    handler.apply(&ready).await.unwrap();
+    assert!(handler.apply(&ready).await.unwrap(), "applied");
     let shown: Value = app
         .get_post("alice", &post_id.to_string())
         .await
@@ -71,7 +71,7 @@ async fn image_processed_shows_the_image_ready_and_a_duplicate_changes_nothing()
         .execute(&app.pool)
         .await
         .unwrap();
-    handler.apply(&ready).await.unwrap();
+    assert!(!handler.apply(&ready).await.unwrap(), "a duplicate");
     let shown: Value = app
         .get_post("alice", &post_id.to_string())
         .await
