@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 description of the image API, generated from the
-//! handlers' annotations and the body types below, served at
+//! handlers' annotations and their body types, served at
 //! `/openapi.json` and committed as `docs/api/image-service.json`.
 use crate::routes::{images, presigned, uploads};
 use infra::openapi::{BearerAuth, ProblemDoc, VariantDoc};
@@ -22,7 +22,7 @@ use utoipa::{OpenApi, ToSchema};
         images::get_original,
         images::get_variant
     ),
-    components(schemas(ProblemDoc, VariantDoc, UploadDoc, PresignedPostDoc, OwnerDoc)),
+    components(schemas(ProblemDoc, VariantDoc, OwnerDoc)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -41,38 +41,6 @@ pub fn document() -> String {
 /// `GET /openapi.json`.
 pub async fn serve() -> actix_web::HttpResponse {
     infra::openapi::respond(&document())
-}
-
-/// A stored upload, not yet named by any post.
-#[derive(ToSchema)]
-#[schema(as = Upload)]
-#[allow(dead_code)]
-pub struct UploadDoc {
-    id: uuid::Uuid,
-    /// `uploaded`.
-    state: String,
-    /// Sniffed from the bytes: `image/jpeg`, `image/png`, `image/webp` or `image/gif`.
-    content_type: String,
-    /// Displayed size (EXIF orientation applied).
-    width: u32,
-    height: u32,
-    bytes: u64,
-    /// Needs a token.
-    original_url: String,
-}
-
-/// A presigned S3 POST: send `fields` and then the file as form data to
-/// `url`, then call `POST /v1/uploads/{id}/complete`.
-#[derive(ToSchema)]
-#[schema(as = PresignedPost)]
-#[allow(dead_code)]
-pub struct PresignedPostDoc {
-    id: uuid::Uuid,
-    url: String,
-    fields: std::collections::BTreeMap<String, String>,
-    expires_at: chrono::DateTime<chrono::Utc>,
-    /// The policy's `content-length-range` upper bound.
-    max_bytes: u64,
 }
 
 /// Who an image belongs to once attached.

@@ -19,7 +19,7 @@ const VALID_FOR_MINUTES: i64 = 15;
     path = "/v1/uploads/presign",
     tag = "uploads",
     responses(
-        (status = 201, description = "The policy; valid for 15 minutes", body = crate::openapi::PresignedPostDoc),
+        (status = 201, description = "The policy; valid for 15 minutes", body = Presigned),
         (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json")
     )
 )]
@@ -34,13 +34,27 @@ pub async fn presign(caller: Caller, state: web::Data<AppState>) -> Result<HttpR
         .await
         .context("record pending upload")?;
     let post = presign_post(&state.s3, &key, state.limits.max_bytes, valid_for, now);
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "id": id,
-        "url": post.url,
-        "fields": post.fields,
-        "expires_at": post.expires_at,
-        "max_bytes": state.limits.max_bytes,
-    })))
+    Ok(HttpResponse::Created().json(Presigned {
+        id,
+        url: post.url,
+        fields: post.fields,
+        expires_at: post.expires_at,
+        max_bytes: state.limits.max_bytes,
+    }))
+}
+
+/// A presigned S3 POST: send `fields` and then the file as form data to
+/// `url`, then call `POST /v1/uploads/{id}/complete`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = PresignedPost)]
+pub struct Presigned {
+    #[schema(value_type = Uuid)]
+    pub id: ImageId,
+    pub url: String,
+    pub fields: std::collections::BTreeMap<String, String>,
+    pub expires_at: chrono::DateTime<Utc>,
+    /// The policy's `content-length-range` upper bound.
+    pub max_bytes: u64,
 }
 
 /// Verifies a presigned upload like a direct one and registers it; a bad
@@ -51,7 +65,7 @@ pub async fn presign(caller: Caller, state: web::Data<AppState>) -> Result<HttpR
     tag = "uploads",
     params(("id" = uuid::Uuid, Path, description = "The image")),
     responses(
-        (status = 201, description = "Stored", body = crate::openapi::UploadDoc),
+        (status = 201, description = "Stored", body = super::uploads::Uploaded),
         (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such pending upload of the caller", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Completed already, or nothing uploaded yet", body = crate::openapi::Problem, content_type = "application/problem+json"),

@@ -23,7 +23,7 @@ use proto::ImageId;
     request_body(content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "multipart/form-data")),
                  description = "The image bytes; the format is sniffed, never taken from names or headers"),
     responses(
-        (status = 201, description = "Stored", body = crate::openapi::UploadDoc),
+        (status = 201, description = "Stored", body = Uploaded),
         (status = 400, description = "A multipart body without a `file` part", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Over the byte, pixel or side limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
@@ -104,15 +104,33 @@ pub(super) async fn store_upload(
         return Err(ApiError::StorageUnavailable(e.into()));
     }
     tracing::info!(image_id = %id, bytes = size, "upload stored");
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "id": id,
-        "state": "uploaded",
-        "content_type": format.content_type(),
-        "width": probe.width,
-        "height": probe.height,
-        "bytes": size,
-        "original_url": state.original_url(id),
-    })))
+    Ok(HttpResponse::Created().json(Uploaded {
+        id,
+        state: "uploaded",
+        content_type: format.content_type(),
+        width: probe.width,
+        height: probe.height,
+        bytes: size,
+        original_url: state.original_url(id),
+    }))
+}
+
+/// A stored upload, not yet named by any post.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Upload)]
+pub struct Uploaded {
+    #[schema(value_type = uuid::Uuid)]
+    pub id: ImageId,
+    /// `uploaded`.
+    pub state: &'static str,
+    /// Sniffed from the bytes: `image/jpeg`, `image/png`, `image/webp` or `image/gif`.
+    pub content_type: &'static str,
+    /// Displayed size (EXIF orientation applied).
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    /// Needs a token.
+    pub original_url: String,
 }
 
 fn is_multipart(req: &HttpRequest) -> bool {
