@@ -57,9 +57,16 @@ pub struct VariantDoc {
     url: String,
 }
 
+/// The document as served and committed (pretty JSON).
+pub fn render<T: utoipa::OpenApi>() -> String {
+    T::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+}
+
 /// `GET /openapi.json` of a document rendered once.
-pub fn respond(document: &str) -> actix_web::HttpResponse {
+pub fn respond(document: &'static str) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("application/json")
-        .body(document.to_owned())
+        .body(document)
 }

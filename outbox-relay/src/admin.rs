@@ -240,16 +240,7 @@ async fn select(change: &mut Change, state: &AdminState) -> Result<Vec<i64>, Adm
 }
 
 async fn dry_run(ids: Vec<i64>, state: &AdminState) -> Result<HttpResponse, AdminError> {
-    let filter = Filter {
-        limit: Some(ids.len().max(1) as i64),
-        ids,
-        ..Default::default()
-    };
-    let items = if filter.ids.is_empty() {
-        Vec::new()
-    } else {
-        store::list(&state.pool, &filter).await?
-    };
+    let items = store::listed(&state.pool, &ids).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "dry_run": true, "items": items })))
 }
 

@@ -28,16 +28,13 @@ pub type Problem = ProblemDoc;
 )]
 pub struct ApiDoc;
 
-/// The document as served and committed.
-pub fn document() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises")
-}
+/// The document as served and committed, rendered on first use.
+static DOCUMENT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(infra::openapi::render::<ApiDoc>);
 
 /// `GET /openapi.json`.
 pub async fn serve() -> actix_web::HttpResponse {
-    infra::openapi::respond(&document())
+    infra::openapi::respond(DOCUMENT.as_str())
 }
 
 /// A page of posts, newest first.

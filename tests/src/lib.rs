@@ -103,8 +103,6 @@ impl Stack {
             ("IMAGE_S3__BUCKET", s3.bucket.clone()),
             ("IMAGE_S3__ACCESS_KEY_ID", s3.access_key_id.clone()),
             ("IMAGE_S3__SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
-            // Tests that are about AVIF variants turn them on.
-            ("IMAGE_VARIANTS__AVIF", "false".into()),
         ];
         image_env.extend(image_settings.iter().map(|(k, v)| (*k, v.to_string())));
         let image = spawn("image-service", image_port, &logs, &image_env, 0);
@@ -181,18 +179,8 @@ impl Stack {
     /// Stops the first relay (SIGTERM) and waits for it to exit; returns
     /// its exit code.
     pub async fn stop_relay(&mut self) -> Option<i32> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.relay.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self.relay.child.try_wait() {
-                Ok(Some(status)) => return status.code(),
-                _ if Instant::now() > deadline => panic!("the relay did not stop"),
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        self.relay.terminate();
+        self.relay.exit_code().await
     }
 
     /// The ports of every running instance of `name`, first one first.
@@ -372,25 +360,11 @@ impl Stack {
     pub async fn stop(mut self) -> Vec<(&'static str, Option<i32>)> {
         let mut outcomes = Vec::new();
         for which in 0..self.count() {
-            let program = self.program(which);
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(program.child.id().to_string())
-                .status();
+            self.program(which).terminate();
         }
         for which in 0..self.count() {
             let program = self.program(which);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let code = loop {
-                match program.child.try_wait() {
-                    Ok(Some(status)) => break status.code(),
-                    _ if Instant::now() > deadline => {
-                        let _ = program.child.kill();
-                        break None;
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            };
+            let code = program.exit_code().await;
             outcomes.push((program.name, code));
         }
         infra::testing::drop_vhost(&self.amqp_url).await;
@@ -399,6 +373,30 @@ impl Stack {
 }
 
 impl Program {
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits up to 30 s for the program to exit; kills it (and answers
+    /// `None`) when it does not.
+    async fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.code(),
+                _ if Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    return None;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();

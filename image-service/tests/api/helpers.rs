@@ -35,9 +35,6 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     // Tests sweep deterministically through `TestApp::sweeper`; a background
     // sweep would race them for the rows they expire.
     settings.sweeper.enabled = false;
-    // AVIF doubles the objects per image and the time per build; the tests
-    // that are about AVIF turn it on.
-    settings.variants.avif = false;
     change(&mut settings);
     let app = Application::build(settings.clone())
         .await

@@ -8,7 +8,7 @@
 //! killed in between leaves the letter `pending` with a record saying it may
 //! have been sent, never a message that went out unrecorded. Sending it again
 //! later is safe: consumers drop an event id they have handled.
-use super::{filter::Filter, store};
+use super::store;
 use infra::amqp::{headers, Outgoing, PublishError, Publisher};
 use lapin::{
     types::{AMQPValue, FieldTable, LongString, ShortString},
@@ -197,11 +197,6 @@ impl Replayer<'_> {
         tracing::info!(id, queue = %letter.queue, outcome = label, actor = %self.actor, "dead letter replayed");
         Ok((replayed, broker_down))
     }
-}
-
-/// Ids of the letters a filter selects, oldest first.
-pub async fn select(pool: &PgPool, filter: &Filter) -> Result<Vec<i64>, sqlx::Error> {
-    store::matching_ids(pool, filter).await
 }
 
 /// The message as first published: the stored properties without the

@@ -116,6 +116,19 @@ pub async fn list(pool: &PgPool, filter: &Filter) -> Result<Vec<Listed>, sqlx::E
         .await
 }
 
+/// The letters with these ids (what a dry run would touch), newest first.
+pub async fn listed(pool: &PgPool, ids: &[i64]) -> Result<Vec<Listed>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let filter = Filter {
+        ids: ids.to_vec(),
+        limit: Some(ids.len() as i64),
+        ..Default::default()
+    };
+    list(pool, &filter).await
+}
+
 /// Ids of every matching letter, oldest first (up to `filter.limit`).
 pub async fn matching_ids(pool: &PgPool, filter: &Filter) -> Result<Vec<i64>, sqlx::Error> {
     let sql = format!("SELECT id FROM dead_letters WHERE {MATCHES} ORDER BY id LIMIT $11");

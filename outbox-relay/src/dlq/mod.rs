@@ -177,16 +177,7 @@ async fn selection(
 
 /// Prints what a dry run would touch.
 async fn dry_run(pool: &PgPool, ids: &[i64], options: &Options) -> Result<i32, String> {
-    let filter = crate::dead_letters::filter::Filter {
-        ids: ids.to_vec(),
-        limit: Some(ids.len().max(1) as i64),
-        ..Default::default()
-    };
-    let letters = if ids.is_empty() {
-        Vec::new()
-    } else {
-        store::list(pool, &filter).await.map_err(database_error)?
-    };
+    let letters = store::listed(pool, ids).await.map_err(database_error)?;
     if options.json {
         output::print_json_lines(&letters)?;
     } else {

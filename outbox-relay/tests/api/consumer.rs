@@ -1,7 +1,7 @@
 //! The shared consumer loop against a real broker: retries through the delay
 //! queues, and dead letters that keep the original route and say why.
-use crate::helpers::{eventually, spawn_relay};
-use infra::amqp::{consume, headers, ConsumerOptions, Handler, Outcome, Outgoing, Publisher};
+use crate::helpers::{eventually, run_consumer, spawn_relay};
+use infra::amqp::{headers, ConsumerOptions, Handler, Outcome, Outgoing, Publisher};
 use lapin::{message::Delivery, options::BasicGetOptions, types::AMQPValue};
 use proto::topology::{self, IMAGE_SERVICE_POST_EVENTS};
 use std::{
@@ -55,23 +55,7 @@ pub(crate) async fn run(
     });
     let mut options = ConsumerOptions::new(format!("{}@test", IMAGE_SERVICE_POST_EVENTS.name), 2);
     options.retry_delays = vec![Duration::from_millis(50); 2];
-    let cancel = CancellationToken::new();
-    let connection = infra::amqp::connect(&app.amqp_url, "consumer-test")
-        .await
-        .unwrap();
-    tokio::spawn({
-        let (handler, cancel) = (handler.clone(), cancel.clone());
-        async move {
-            consume(
-                &connection,
-                IMAGE_SERVICE_POST_EVENTS.name,
-                options,
-                handler,
-                cancel,
-            )
-            .await
-        }
-    });
+    let cancel = run_consumer(&app.amqp_url, handler.clone(), options).await;
     (handler, app, cancel)
 }
 
@@ -229,25 +213,9 @@ async fn a_dead_letter_after_a_deferral_names_the_original_route() {
         }])
         .await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
-    let connection = infra::amqp::connect(&app.amqp_url, "consumer-test-2")
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn({
-        let stop = stop.clone();
-        let handler = Arc::new(DeferThenFail(AtomicUsize::new(0)));
-        let options = ConsumerOptions::new(format!("{}@test", IMAGE_SERVICE_POST_EVENTS.name), 2);
-        async move {
-            consume(
-                &connection,
-                IMAGE_SERVICE_POST_EVENTS.name,
-                options,
-                handler,
-                stop,
-            )
-            .await
-        }
-    });
+    let handler = Arc::new(DeferThenFail(AtomicUsize::new(0)));
+    let options = ConsumerOptions::new(format!("{}@test", IMAGE_SERVICE_POST_EVENTS.name), 2);
+    let stop = run_consumer(&app.amqp_url, handler, options).await;
     let message = eventually("a dead letter", Duration::from_secs(20), || async {
         dead_letter(&app).await.ok_or_else(|| "none yet".to_owned())
     })

@@ -117,3 +117,30 @@ where
         }
     }
 }
+
+/// Runs `handler` on the image service's post-event queue in the background
+/// until the returned token is cancelled.
+pub async fn run_consumer<H: infra::amqp::Handler>(
+    amqp_url: &str,
+    handler: std::sync::Arc<H>,
+    options: infra::amqp::ConsumerOptions,
+) -> tokio_util::sync::CancellationToken {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let connection = infra::amqp::connect(amqp_url, &options.name)
+        .await
+        .expect("amqp");
+    tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            infra::amqp::consume(
+                &connection,
+                proto::topology::IMAGE_SERVICE_POST_EVENTS.name,
+                options,
+                handler,
+                cancel,
+            )
+            .await
+        }
+    });
+    cancel
+}

@@ -1,9 +1,9 @@
 //! `dlq replay` and `dlq discard` against the real broker and database.
 use crate::{
     dlq_helpers::{message_id, spawn_dlq, Dlq, Poison},
-    helpers::eventually,
+    helpers::{eventually, run_consumer},
 };
-use infra::amqp::{consume, headers, ConsumerOptions, Handler, Outcome};
+use infra::amqp::{headers, ConsumerOptions, Handler, Outcome};
 use lapin::{message::Delivery, types::AMQPValue};
 use proto::topology::IMAGE_SERVICE_POST_EVENTS;
 use sqlx::PgPool;
@@ -80,24 +80,8 @@ async fn start_consumer(dlq: &Dlq, broken: bool) -> (Arc<Inboxed>, CancellationT
         broken: AtomicBool::new(broken),
         deliveries: AtomicUsize::new(0),
     });
-    let cancel = CancellationToken::new();
-    let connection = infra::amqp::connect(&dlq.app.amqp_url, "replay-test")
-        .await
-        .unwrap();
     let options = ConsumerOptions::new(format!("{}@test", IMAGE_SERVICE_POST_EVENTS.name), 4);
-    tokio::spawn({
-        let (handler, cancel) = (handler.clone(), cancel.clone());
-        async move {
-            consume(
-                &connection,
-                IMAGE_SERVICE_POST_EVENTS.name,
-                options,
-                handler,
-                cancel,
-            )
-            .await
-        }
-    });
+    let cancel = run_consumer(&dlq.app.amqp_url, handler.clone(), options).await;
     (handler, cancel)
 }
 
