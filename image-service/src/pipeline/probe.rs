@@ -63,7 +63,18 @@ pub fn probe(bytes: &[u8], format: Format, limits: &Limits) -> Result<Probe, Pro
             check_dimensions(width, height, limits)?;
         }
     }
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    let Some(image_format) = format.image_format() else {
+        // AVIF/HEIF: libheif reads the boxes only, and reports the size as
+        // displayed (its transforms included).
+        let file = heif::HeifFile::read(bytes, limits.max_side).map_err(ProbeError::Unreadable)?;
+        let (width, height) = file.dimensions();
+        check_dimensions(width, height, limits)?;
+        if width == 0 || height == 0 {
+            return Err(ProbeError::Unreadable("zero-sized image".into()));
+        }
+        return Ok(Probe { width, height });
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     reader.limits(limits.decoder_limits());
     let mut decoder = reader.into_decoder().map_err(classify)?;
     let (width, height) = decoder.dimensions();

@@ -160,7 +160,13 @@ fn decode_oriented(
     format: Format,
     limits: &Limits,
 ) -> Result<(DynamicImage, Option<Vec<u8>>), String> {
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    let Some(image_format) = format.image_format() else {
+        let file = heif::HeifFile::read(bytes, limits.max_side)
+            .map_err(|e| format!("cannot decode: {e}"))?;
+        let image = file.decode().map_err(|e| format!("cannot decode: {e}"))?;
+        return Ok((image, file.icc_profile()));
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     reader.limits(limits.decoder_limits());
     let mut decoder = reader
         .into_decoder()
@@ -332,6 +338,77 @@ mod corpus_pixels {
         }
     }
 
+    fn mean_difference(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+        a.pixels()
+            .zip(b.pixels())
+            .map(|(a, b)| (0..3).map(|c| f64::from(a[c].abs_diff(b[c]))).sum::<f64>())
+            .sum::<f64>()
+            / f64::from(a.width() * a.height() * 3)
+    }
+
+    #[test]
+    fn a_heic_photo_decodes_to_the_pixels_of_its_jpeg() {
+        let (Some(jpeg), Some(heic)) = (variant("hopper.jpg"), variant("avif_hopper.heif")) else {
+            return;
+        };
+        assert_eq!(heic.dimensions(), jpeg.dimensions());
+        let diff = mean_difference(&heic, &jpeg);
+        assert!(diff < 12.0, "mean difference {diff:.1} from hopper.jpg");
+    }
+
+    #[test]
+    fn truncated_or_damaged_avif_and_heic_fail_with_a_reason() {
+        for name in ["avif_hopper.heif", "avif_rot1mir0.avif"] {
+            let Some(bytes) = corpus(name) else { continue };
+            let format = super::super::sniff(&bytes).unwrap();
+            let presets = [Preset {
+                name: "1x".into(),
+                width: 400,
+            }];
+            let mut refused = 0;
+            for cut in (16..bytes.len()).step_by(bytes.len() / 40) {
+                let mut damaged = bytes.clone();
+                // Cut short, and with the byte at the cut flipped further in.
+                damaged.truncate(cut);
+                if let Some(b) = damaged.get_mut(cut / 2) {
+                    *b ^= 0x5A;
+                }
+                let probed = super::super::probe(&damaged, format, &Limits::default());
+                let built = build_variants(&damaged, format, &presets, 80.0, &Limits::default());
+                if let Err(e) = &built {
+                    assert!(e.starts_with("cannot decode"), "{name} cut at {cut}: {e}");
+                }
+                refused += usize::from(probed.is_err() || built.is_err());
+            }
+            assert!(refused > 0, "{name}: no damaged copy was refused");
+        }
+    }
+
+    #[test]
+    fn avif_rotation_and_mirror_are_applied_as_browsers_show_them() {
+        let Some(image) = variant("avif_rot1mir0.avif") else {
+            return;
+        };
+        // Stored 427x640 and rotated a quarter turn by `irot`: shown as a
+        // landscape with the sky at the top.
+        assert_eq!(image.dimensions(), (400, 267));
+        let blue = |rows: std::ops::Range<u32>| {
+            let mut sum = 0i64;
+            for y in rows.clone() {
+                for x in 0..image.width() {
+                    let p = image.get_pixel(x, y);
+                    sum += i64::from(p[2]) - i64::from(p[1]);
+                }
+            }
+            sum / i64::from(image.width() * rows.len() as u32)
+        };
+        let (top, bottom) = (blue(0..20), blue(247..267));
+        assert!(
+            top > bottom + 20,
+            "top rows should be sky: blue-green {top} at the top, {bottom} at the bottom"
+        );
+    }
+
     #[test]
     fn every_exif_orientation_gives_the_pixels_of_the_upright_image() {
         let Some(upright) = variant("hopper.jpg") else {
@@ -347,12 +424,7 @@ mod corpus_pixels {
         ] {
             let Some(image) = variant(name) else { continue };
             assert_eq!(image.dimensions(), upright.dimensions(), "{name}");
-            let diff: f64 = image
-                .pixels()
-                .zip(upright.pixels())
-                .map(|(a, b)| (0..3).map(|c| f64::from(a[c].abs_diff(b[c]))).sum::<f64>())
-                .sum::<f64>()
-                / f64::from(image.width() * image.height() * 3);
+            let diff = mean_difference(&image, &upright);
             assert!(
                 diff < 12.0,
                 "{name}: mean difference {diff:.1} from hopper.jpg"

@@ -27,7 +27,7 @@ use proto::ImageId;
         (status = 400, description = "A multipart body without a `file` part", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Over the byte, pixel or side limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JPEG, PNG, WebP or GIF (the detail names what it is)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JPEG, PNG, WebP, GIF, AVIF or HEIF (the detail names what it is)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A header that cannot be read", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The object store is unavailable; nothing was kept", body = crate::openapi::Problem, content_type = "application/problem+json")
     )

@@ -3,10 +3,6 @@
 use crate::helpers::{apply_created, corpus, post_created, spawn_app};
 use serde_json::Value;
 
-/// Files the pipeline does not handle yet (AVIF decoding). The test fails
-/// when one of them starts passing, so this list only shrinks.
-const KNOWN_GAPS: &[&str] = &["avif_rot1mir0.avif"];
-
 struct Expected {
     file: String,
     upload: Vec<u16>,
@@ -131,22 +127,11 @@ async fn every_odd_file_gets_the_status_its_expectation_lists() {
             }
         }
     }
-    let (gaps, failures): (Vec<_>, Vec<_>) = failures
-        .into_iter()
-        .partition(|f| KNOWN_GAPS.iter().any(|g| f.starts_with(&format!("{g}:"))));
     assert!(
         failures.is_empty(),
         "{} files off their expectation:\n{}",
         failures.len(),
         failures.join("\n")
-    );
-    let fixed: Vec<_> = KNOWN_GAPS
-        .iter()
-        .filter(|g| !gaps.iter().any(|f| f.starts_with(&format!("{g}:"))))
-        .collect();
-    assert!(
-        fixed.is_empty(),
-        "these now pass; remove them from KNOWN_GAPS: {fixed:?}"
     );
     app.stop().await;
 }
