@@ -54,8 +54,18 @@ pub enum ProbeError {
     Unreadable(String),
 }
 
-/// Reads the header of `bytes` (already sniffed as `format`).
+/// Reads the header of `bytes` (already sniffed as `format`). A panic in a
+/// header reader is caught and reported as an unreadable header: uploads
+/// are probed on the request's own thread.
 pub fn probe(bytes: &[u8], format: Format, limits: &Limits) -> Result<Probe, ProbeError> {
+    std::panic::catch_unwind(|| read_header(bytes, format, limits)).unwrap_or_else(|_| {
+        Err(ProbeError::Unreadable(
+            "the header reader crashed on this file".into(),
+        ))
+    })
+}
+
+fn read_header(bytes: &[u8], format: Format, limits: &Limits) -> Result<Probe, ProbeError> {
     if format == Format::Gif {
         if let Some((width, height)) = first_gif_frame(bytes) {
             // The logical screen can be small while a frame declares a huge

@@ -1,6 +1,7 @@
 mod avif;
 mod corpus;
 mod helpers;
+mod limits;
 mod openapi;
 mod orphans;
 mod presigned;
