@@ -11,26 +11,16 @@ before, its peak (VmHWM) during the burst, and the time the burst took.
 Exits non-zero if an upload fails or an image is not ready within 10 minutes.
 Standard library only; run as the user that runs the stack (or root).
 """
-import json, os, subprocess, sys, time, urllib.request
+import json, os, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CORPUS = os.environ.get("CORPUS_DIR", os.path.join(HERE, "..", "..", "shared", "corpus"))
-PHOTOS = [os.path.join(CORPUS, "photos", n) for n in
-          ("phone12_dragonfly_4032x3024.jpg", "phone12_seeding_4032x3024.jpg",
-           "phone12_dragonfly_4032x3024_orient6.jpg")]
-POSTS, IMAGES = "http://127.0.0.1:8080", "http://127.0.0.1:8081"
+from stack import IMAGES, PHOTOS, POSTS, caller
+
+SHOTS = [os.path.join(PHOTOS, n) for n in
+         ("phone12_dragonfly_4032x3024.jpg", "phone12_seeding_4032x3024.jpg",
+          "phone12_dragonfly_4032x3024_orient6.jpg")]
 RUN = os.path.expanduser("~/.cache/posts-images/run")
-TOKEN = subprocess.check_output([os.path.join(HERE, "..", "deploy", "local", "token.sh"), "burst-user"]).decode().strip()
-
-
-def call(method, url, body=None, content_type="application/json"):
-    request = urllib.request.Request(url, data=body, method=method)
-    request.add_header("Authorization", "Bearer " + TOKEN)
-    if body is not None:
-        request.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return json.load(response)
+call = caller("burst-user")
 
 
 def status_kb(pid, field):
@@ -46,7 +36,7 @@ def main():
     clients = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     with open(os.path.join(RUN, "image-service.pid")) as f:
         pid = int(f.read())
-    photos = [open(p, "rb").read() for p in PHOTOS]
+    photos = [open(p, "rb").read() for p in SHOTS]
     before = status_kb(pid, "VmRSS")
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current RSS

@@ -8,21 +8,11 @@
 Usage: bench/quick.py [ROUNDS]   (standard library only)
 The full benchmark suite (baseline, load, relay throughput) comes later.
 """
-import json, os, statistics, subprocess, sys, time, urllib.request
+import json, os, statistics, sys, time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PHOTOS = os.path.join(HERE, "..", "..", "shared", "corpus", "photos")
-POSTS, IMAGES = "http://127.0.0.1:8080", "http://127.0.0.1:8081"
-TOKEN = subprocess.check_output([os.path.join(HERE, "..", "deploy", "local", "token.sh"), "bench-user"]).decode().strip()
+from stack import IMAGES, PHOTOS, POSTS, caller
 
-
-def call(method, url, body=None, content_type="application/json"):
-    request = urllib.request.Request(url, data=body, method=method)
-    request.add_header("Authorization", "Bearer " + TOKEN)
-    if body is not None:
-        request.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(request) as response:
-        return json.load(response)
+call = caller("bench-user")
 
 
 def upload(name):

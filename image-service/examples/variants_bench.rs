@@ -10,7 +10,8 @@
 //! thread every file is timed alone (median of the rounds); with more, the
 //! threads take files from a shared queue (files × rounds) and only the
 //! throughput is reported. Prints one JSON object.
-use image_service::pipeline::{self, avif::AvifSettings, Limits, Preset};
+use image_service::configuration::VariantSettings;
+use image_service::pipeline::{self, avif::AvifSettings, Limits};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -49,20 +50,11 @@ fn args() -> Args {
     parsed
 }
 
-fn presets() -> Vec<Preset> {
-    [("1x", 400), ("2x", 800), ("large", 1600)]
-        .into_iter()
-        .map(|(name, width)| Preset {
-            name: name.into(),
-            width,
-        })
-        .collect()
-}
-
 /// One image's work; returns the bytes written (so nothing is optimised out).
 fn process(bytes: &[u8], avif: bool) -> usize {
+    let presets = VariantSettings::default().parsed();
     let format = pipeline::sniff(bytes).expect("an accepted format");
-    let built = pipeline::build_variants(bytes, format, &presets(), 80.0, &Limits::default())
+    let built = pipeline::build_variants(bytes, format, &presets, 80.0, &Limits::default())
         .expect("the file builds");
     let mut written: usize = built.variants.iter().map(|v| v.webp.len()).sum();
     if avif {
