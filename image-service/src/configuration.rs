@@ -245,9 +245,14 @@ impl settings::Settings for Settings {
         ("sweeper.batch_size", "Files deleted per sweep batch."),
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
+        (
+            "log.trace_sample_ratio",
+            "Share of new traces exported (0–1) when OTEL_EXPORTER_OTLP_ENDPOINT is set; continued traces follow the caller.",
+        ),
     ];
 
     fn validate(&self) -> Result<(), String> {
+        self.log.validate(Self::PREFIX)?;
         self.auth.validate(Self::PREFIX)?;
         self.s3.validate(Self::PREFIX)?;
         if self.variants.presets.is_empty() {

@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let (settings, rest) = infra::settings::from_args_or_exit::<Settings>(
         "\nCommands:\n  reconcile [--delete]   compare the bucket with the database (reconcile --help)",
     );
-    infra::telemetry::init(&settings.log);
+    let _telemetry = infra::telemetry::init("image-service", &settings.log);
     match rest.first().map(String::as_str) {
         None => {
             let cancel = infra::shutdown::on_signal();

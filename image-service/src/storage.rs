@@ -43,7 +43,11 @@ impl ObjectStore {
         Self { client, bucket }
     }
 
-    #[tracing::instrument(skip(self, bytes), fields(bytes = bytes.len()))]
+    #[tracing::instrument(
+        name = "s3 put",
+        skip(self, bytes),
+        fields(otel.kind = "client", bytes = bytes.len())
+    )]
     pub async fn put(
         &self,
         key: &str,

@@ -27,25 +27,27 @@ pub async fn observe(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let trace = TraceParent::continue_from(
-        request
-            .headers()
-            .get(crate::trace_context::TRACEPARENT)
-            .and_then(|v| v.to_str().ok()),
-    );
     let method = request.method().to_string();
     let route = request
         .match_pattern()
         .unwrap_or_else(|| "unmatched".into());
     let span = tracing::info_span!(
         "http request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
         %method,
         %route,
         request_id = %request_id,
-        trace_id = %trace.trace_id(),
+        trace_id = tracing::field::Empty,
         status = tracing::field::Empty,
         user_id = tracing::field::Empty,
     );
+    let remote = request
+        .headers()
+        .get(crate::trace_context::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    let trace = TraceParent::continue_in(remote, &span);
+    span.record("trace_id", tracing::field::display(trace.trace_id()));
     // Handlers read the same context, so the outbox stores this request's span.
     request.extensions_mut().insert(trace);
     let result = next.call(request).instrument(span.clone()).await;

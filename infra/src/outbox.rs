@@ -16,13 +16,21 @@ pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateEr
 }
 
 /// Appends `event` to the outbox inside `tx` and returns its id. The row and
-/// the notification become visible only when the caller commits.
-#[tracing::instrument(skip_all, fields(event_type = E::TYPE, aggregate_id = %event.aggregate_id()))]
+/// the notification become visible only when the caller commits. With
+/// traces exported, the row carries this write's own span (a child of the
+/// caller's), so the relay's publish hangs under it.
+#[tracing::instrument(
+    name = "outbox write",
+    skip_all,
+    fields(event_type = E::TYPE, aggregate_id = %event.aggregate_id(), event_id = tracing::field::Empty)
+)]
 pub async fn write<E: Event>(
     tx: &mut Transaction<'_, Postgres>,
     event: &E,
     traceparent: Option<&TraceParent>,
 ) -> Result<EventId, sqlx::Error> {
+    let own = traceparent.and(TraceParent::of_span(&tracing::Span::current()));
+    let traceparent = own.as_ref().or(traceparent);
     let aggregate_id = event.aggregate_id();
     let sequence: i64 = sqlx::query_scalar(
         "INSERT INTO outbox_sequences (aggregate_type, aggregate_id, last_sequence)
@@ -37,6 +45,7 @@ pub async fn write<E: Event>(
     .await?;
 
     let id = EventId::new();
+    tracing::Span::current().record("event_id", tracing::field::display(id));
     let data = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
         "INSERT INTO outbox

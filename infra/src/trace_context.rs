@@ -69,6 +69,53 @@ impl TraceParent {
     pub fn trace_id(&self) -> String {
         format!("{:032x}", self.trace_id)
     }
+
+    /// The context of `span` as exported over OTLP: its trace id and its own
+    /// span id, so that what is handed on (outbox row, message header) names
+    /// a span the collector receives. `None` when spans are not exported.
+    pub fn of_span(span: &tracing::Span) -> Option<Self> {
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let context = span.context();
+        let span_ref = context.span();
+        let found = span_ref.span_context();
+        found.is_valid().then(|| Self {
+            trace_id: u128::from_be_bytes(found.trace_id().to_bytes()),
+            span_id: u64::from_be_bytes(found.span_id().to_bytes()),
+            flags: found.trace_flags().to_u8(),
+        })
+    }
+
+    /// Makes `span` a child of this (remote) context in exported traces.
+    /// Must be called before the span is first entered; does nothing when
+    /// spans are not exported.
+    pub fn adopt(&self, span: &tracing::Span) {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let remote = SpanContext::new(
+            TraceId::from(self.trace_id),
+            SpanId::from(self.span_id),
+            TraceFlags::new(self.flags),
+            true,
+            TraceState::default(),
+        );
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+
+    /// The context to hand on from `span`, created for work that continues
+    /// `remote` (a `traceparent` received, if any): with export on, `span`
+    /// becomes the remote span's child and its own context is returned;
+    /// without, a child of `remote` (or a new trace) as before.
+    pub fn continue_in(remote: Option<&str>, span: &tracing::Span) -> Self {
+        let parent = remote.and_then(Self::parse);
+        if let Some(parent) = &parent {
+            parent.adopt(span);
+        }
+        Self::of_span(span)
+            .unwrap_or_else(|| parent.map(|p| p.child()).unwrap_or_else(Self::new_root))
+    }
 }
 
 fn random_span_id() -> u64 {

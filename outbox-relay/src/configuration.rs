@@ -130,9 +130,14 @@ impl settings::Settings for Settings {
         ),
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
+        (
+            "log.trace_sample_ratio",
+            "Share of new traces exported (0–1) when OTEL_EXPORTER_OTLP_ENDPOINT is set; continued traces follow the caller.",
+        ),
     ];
 
     fn validate(&self) -> Result<(), String> {
+        self.log.validate(Self::PREFIX)?;
         if self.outbox.database_urls.is_empty() {
             return Err(
                 "setting outbox.database_urls (RELAY_OUTBOX__DATABASE_URLS) needs at least one URL"

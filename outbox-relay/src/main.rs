@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("outbox-relay: unknown command `{other}` (see --help)");
         std::process::exit(2);
     }
-    infra::telemetry::init(&settings.log);
+    let _telemetry = infra::telemetry::init("outbox-relay", &settings.log);
     let cancel = infra::shutdown::on_signal();
     Application::build(settings)
         .await?

@@ -7,6 +7,7 @@
 //! transaction commits late (with a lower position) is still found.
 use chrono::{DateTime, Utc};
 use infra::amqp::{event_properties, Outgoing, Publisher};
+use infra::trace_context::TraceParent;
 use proto::{topology, Envelope};
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -78,8 +79,11 @@ impl Relay {
         }
 
         let bodies: Vec<Vec<u8>> = rows.iter().map(envelope_bytes).collect();
+        // One span per event, from publish to confirm, continuing the trace
+        // stored with the row (not this batch's).
+        let spans: Vec<(tracing::Span, Option<String>)> = rows.iter().map(publish_span).collect();
         let mut messages = Vec::with_capacity(rows.len());
-        for (row, body) in rows.iter().zip(&bodies) {
+        for ((row, body), (_, traceparent)) in rows.iter().zip(&bodies).zip(&spans) {
             let exchange = topology::exchange_for(&row.event_type).unwrap_or(topology::POST_EVENTS);
             messages.push(Outgoing {
                 exchange,
@@ -88,11 +92,12 @@ impl Relay {
                 properties: event_properties(
                     &row.id.to_string(),
                     &row.event_type,
-                    row.traceparent.as_deref(),
+                    traceparent.as_deref(),
                 ),
             });
         }
         let results = self.publisher.publish_all(messages).await;
+        drop(spans);
 
         // A row is marked only if it and every earlier row of its aggregate in
         // this batch were confirmed, so a failed event is retried before the
@@ -199,6 +204,29 @@ impl Relay {
             }
         }
     }
+}
+
+/// The span of one event's publish and the `traceparent` its message
+/// carries: with traces exported, the span is the stored context's child
+/// and the message names the span; otherwise the stored value goes as is.
+fn publish_span(row: &OutboxRow) -> (tracing::Span, Option<String>) {
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = %format!("{} publish", row.event_type),
+        otel.kind = "producer",
+        event_id = %row.id,
+        event_type = %row.event_type,
+        aggregate_id = %row.aggregate_id,
+        sequence = row.sequence,
+    );
+    let traceparent = match row.traceparent.as_deref().and_then(TraceParent::parse) {
+        Some(stored) => {
+            stored.adopt(&span);
+            Some(TraceParent::of_span(&span).unwrap_or(stored).to_string())
+        }
+        None => row.traceparent.clone(),
+    };
+    (span, traceparent)
 }
 
 fn envelope_bytes(row: &OutboxRow) -> Vec<u8> {

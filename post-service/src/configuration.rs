@@ -109,9 +109,14 @@ impl settings::Settings for Settings {
         ),
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
+        (
+            "log.trace_sample_ratio",
+            "Share of new traces exported (0–1) when OTEL_EXPORTER_OTLP_ENDPOINT is set; continued traces follow the caller.",
+        ),
     ];
 
     fn validate(&self) -> Result<(), String> {
+        self.log.validate(Self::PREFIX)?;
         self.auth.validate(Self::PREFIX)?;
         if !self.images.public_base_url.starts_with("http") {
             return Err("setting images.public_base_url (POST_IMAGES__PUBLIC_BASE_URL) must be an http(s) URL".into());

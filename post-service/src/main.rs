@@ -3,7 +3,7 @@ use post_service::{configuration::Settings, startup::Application};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let (settings, _) = infra::settings::from_args_or_exit::<Settings>("");
-    infra::telemetry::init(&settings.log);
+    let _telemetry = infra::telemetry::init("post-service", &settings.log);
     let cancel = infra::shutdown::on_signal();
     Application::build(settings)
         .await?

@@ -70,6 +70,23 @@ impl Stack {
 
     /// Starts with extra image-service settings (e.g. a short sweeper grace).
     pub async fn start_with(image_settings: &[(&'static str, &str)]) -> Stack {
+        Self::start_configured(image_settings, &[]).await
+    }
+
+    /// Starts with every program exporting its spans over OTLP/HTTP to
+    /// `endpoint` (e.g. `http://127.0.0.1:4318`), in batches every 100 ms.
+    pub async fn start_exporting_traces(endpoint: &str) -> Stack {
+        let otel = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        ];
+        Self::start_configured(&[], &otel).await
+    }
+
+    async fn start_configured(
+        image_settings: &[(&'static str, &str)],
+        common: &[(&'static str, String)],
+    ) -> Stack {
         let posts_db = infra::testing::fresh_database("e2e_posts").await;
         let images_db = infra::testing::fresh_database("e2e_images").await;
         let relay_db = infra::testing::fresh_database("e2e_relay").await;
@@ -105,17 +122,19 @@ impl Stack {
             ("IMAGE_S3__SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
         ];
         image_env.extend(image_settings.iter().map(|(k, v)| (*k, v.to_string())));
+        image_env.extend_from_slice(common);
         let image = spawn("image-service", image_port, &logs, &image_env, 0);
         let post_port = free_port();
-        let post_env = vec![
+        let mut post_env = vec![
             ("POST_DATABASE__URL", posts_db.clone()),
             ("POST_AMQP__URL", amqp_url.clone()),
             ("POST_AUTH__JWT_SECRET", SECRET.into()),
             ("POST_IMAGES__PUBLIC_BASE_URL", image_base),
         ];
+        post_env.extend_from_slice(common);
         let post = spawn_post(post_port, &logs, &post_env, 0);
         let relay_port = free_port();
-        let relay_env = vec![
+        let mut relay_env = vec![
             ("RELAY_AMQP__URL", amqp_url.clone()),
             (
                 "RELAY_OUTBOX__DATABASE_URLS",
@@ -123,6 +142,7 @@ impl Stack {
             ),
             ("RELAY_DEAD_LETTERS__DATABASE_URL", relay_db.clone()),
         ];
+        relay_env.extend_from_slice(common);
         let relay = spawn_relay(relay_port, &logs, &relay_env, 0);
         let mut stack = Stack {
             relay_db,

@@ -24,15 +24,18 @@ impl Handler for PostEventsHandler {
         let remote = header_str(delivery.properties.headers().as_ref(), TRACEPARENT)
             .map(str::to_owned)
             .or_else(|| raw.traceparent.clone());
-        let trace = TraceParent::continue_from(remote.as_deref());
         let span = tracing::info_span!(
             "handle post event",
+            otel.name = %format!("{} process", raw.event_type),
+            otel.kind = "consumer",
             event_id = %raw.id,
             event_type = %raw.event_type,
             aggregate_id = %raw.aggregate_id,
             sequence = raw.sequence,
-            trace_id = %trace.trace_id(),
+            trace_id = tracing::field::Empty,
         );
+        let trace = TraceParent::continue_in(remote.as_deref(), &span);
+        span.record("trace_id", tracing::field::display(trace.trace_id()));
         self.dispatch(raw, trace).instrument(span).await
     }
 }

@@ -54,7 +54,8 @@ pub fn build_variants(
     limits: &Limits,
 ) -> Result<Built, String> {
     let decoding = std::time::Instant::now();
-    let (image, icc) = decode_oriented(bytes, format, limits)?;
+    let (image, icc) = tracing::info_span!("decode", ?format)
+        .in_scope(|| decode_oriented(bytes, format, limits))?;
     infra::metrics::IMAGE_PROCESSING
         .with_label_values(&["decode", "", ""])
         .observe(decoding.elapsed().as_secs_f64());
@@ -88,18 +89,24 @@ pub fn build_variants(
     for preset in order {
         let input = current.as_ref().unwrap_or(&source);
         let (w, h) = target_size(width, height, preset.width);
-        let mut output = if (w, h) == (input.width(), input.height()) {
-            input.copy()
-        } else {
-            let mut out = Image::new(w, h, pixel_type);
-            resizer
-                .resize(input, &mut out, &options)
-                .map_err(|e| e.to_string())?;
-            out
-        };
-        if let Some(convert) = to_srgb.take() {
-            convert.apply(output.buffer_mut());
-        }
+        let resizing = tracing::info_span!("resize", variant = %preset.name, width = w, height = h);
+        let mut output = resizing.in_scope(|| {
+            let mut output = if (w, h) == (input.width(), input.height()) {
+                input.copy()
+            } else {
+                let mut out = Image::new(w, h, pixel_type);
+                resizer
+                    .resize(input, &mut out, &options)
+                    .map_err(|e| e.to_string())?;
+                out
+            };
+            if let Some(convert) = to_srgb.take() {
+                convert.apply(output.buffer_mut());
+            }
+            Ok::<_, String>(output)
+        })?;
+        let _encode =
+            tracing::info_span!("encode", variant = %preset.name, format = "webp").entered();
         let encoding = std::time::Instant::now();
         let encoder = if channels == 4 {
             keep_alpha_channel(output.buffer_mut());

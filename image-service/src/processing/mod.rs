@@ -149,8 +149,11 @@ impl Processor {
             )));
         };
         let (presets, quality, limits) = (self.presets.clone(), self.webp_quality, self.limits);
+        let span = tracing::Span::current();
         let built = tokio::task::spawn_blocking(move || {
-            pipeline::build_variants(&original.bytes, format, &presets, quality, &limits)
+            span.in_scope(|| {
+                pipeline::build_variants(&original.bytes, format, &presets, quality, &limits)
+            })
         })
         .await;
         let built = match built {

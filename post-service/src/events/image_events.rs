@@ -2,7 +2,10 @@
 //! outcome on the posts that have it, once per event (inbox).
 use crate::{domain::ImageStatus, store::posts};
 use anyhow::Context;
-use infra::amqp::{Handler, Outcome};
+use infra::{
+    amqp::{header_str, Handler, Outcome},
+    trace_context::{TraceParent, TRACEPARENT},
+};
 use lapin::message::Delivery;
 use proto::{
     Envelope, Event, EventId, ImageProcessed, OwnerType, PostId, ProcessOutcome, RawEnvelope,
@@ -22,11 +25,18 @@ impl Handler for ImageEventsHandler {
         };
         let span = tracing::info_span!(
             "handle image event",
+            otel.name = %format!("{} process", raw.event_type),
+            otel.kind = "consumer",
             event_id = %raw.id,
             event_type = %raw.event_type,
             aggregate_id = %raw.aggregate_id,
-            traceparent = raw.traceparent.as_deref().unwrap_or(""),
+            trace_id = tracing::field::Empty,
         );
+        let remote = header_str(delivery.properties.headers().as_ref(), TRACEPARENT)
+            .map(str::to_owned)
+            .or_else(|| raw.traceparent.clone());
+        let trace = TraceParent::continue_in(remote.as_deref(), &span);
+        span.record("trace_id", tracing::field::display(trace.trace_id()));
         async {
             match raw.event_type.as_str() {
                 ImageProcessed::TYPE => match raw.decode::<ImageProcessed>() {

@@ -83,6 +83,7 @@ pub async fn create_post(
     result
 }
 
+#[tracing::instrument(name = "transaction", skip_all, fields(post_id = %id))]
 async fn create_in_transaction(
     state: &AppState,
     caller: &Caller,
