@@ -43,6 +43,9 @@ def vips_worker(files, rounds, threads, avif):
         written = 0
         for width in WIDTHS:
             image = pyvips.Image.thumbnail_buffer(data, width, height=100_000, size="down")
+            if avif:
+                # Saved twice: the sequential decode must be kept in memory.
+                image = image.copy_memory()
             written += len(image.webpsave_buffer(Q=80, keep="none"))
             if avif:
                 written += len(
@@ -74,14 +77,19 @@ def run_vips(files, rounds, threads, avif):
     env = dict(os.environ, VIPS_CONCURRENCY="1" if threads == 1 else str(CORES))
     cmd = [sys.executable, __file__, "--vips-worker", str(threads), "--rounds", str(rounds)]
     cmd += ["--avif"] if avif else []
-    out = subprocess.run(cmd + files, env=env, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
+    return run_json(cmd + files, env)
 
 
 def run_ours(binary, files, rounds, threads, avif):
     cmd = [binary, "--threads", str(threads), "--rounds", str(rounds)]
     cmd += ["--avif"] if avif else []
-    out = subprocess.run(cmd + files, check=True, capture_output=True, text=True)
+    return run_json(cmd + files, None)
+
+
+def run_json(cmd, env):
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{cmd[0]} failed:\n{out.stderr}")
     return json.loads(out.stdout)
 
 

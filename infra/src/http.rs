@@ -39,6 +39,7 @@ pub async fn observe(
         %route,
         request_id = %request_id,
         trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
         status = tracing::field::Empty,
         user_id = tracing::field::Empty,
     );
@@ -47,7 +48,7 @@ pub async fn observe(
         .get(crate::trace_context::TRACEPARENT)
         .and_then(|v| v.to_str().ok());
     let trace = TraceParent::continue_in(remote, &span);
-    span.record("trace_id", tracing::field::display(trace.trace_id()));
+    trace.record_on(&span);
     // Handlers read the same context, so the outbox stores this request's span.
     request.extensions_mut().insert(trace);
     let result = next.call(request).instrument(span.clone()).await;

@@ -39,7 +39,7 @@ pub static OUTBOX_OLDEST_AGE: LazyLock<GaugeVec> = LazyLock::new(|| {
 pub static PUBLISHES: LazyLock<CounterVec> = LazyLock::new(|| {
     register_counter_vec!(
         "relay_publishes_total",
-        "Outbox rows published, by outcome (confirmed, failed).",
+        "Outbox rows sent (published) and how each ended: confirmed by the broker, returned as unroutable, or failed (nack, channel error, or held back behind a failed earlier event of its aggregate).",
         &["source", "outcome"]
     )
     .expect("metric registers once")

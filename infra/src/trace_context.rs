@@ -70,6 +70,17 @@ impl TraceParent {
         format!("{:032x}", self.trace_id)
     }
 
+    /// The 16-hex-digit span id, for logs.
+    pub fn span_id(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
+
+    /// Records `trace_id` and `span_id` on `span` (fields it declares).
+    pub fn record_on(&self, span: &tracing::Span) {
+        span.record("trace_id", tracing::field::display(self.trace_id()));
+        span.record("span_id", tracing::field::display(self.span_id()));
+    }
+
     /// The context of `span` as exported over OTLP: its trace id and its own
     /// span id, so that what is handed on (outbox row, message header) names
     /// a span the collector receives. `None` when spans are not exported.

@@ -104,7 +104,7 @@ impl Relay {
         // later events of its aggregate are considered done.
         let mut blocked = HashSet::new();
         let mut confirmed = Vec::new();
-        let mut failed = 0;
+        let (mut failed, mut returned) = (0, 0);
         for (row, result) in rows.iter().zip(results) {
             match result {
                 Ok(()) if !blocked.contains(&row.aggregate_id) => confirmed.push(row.position),
@@ -112,7 +112,11 @@ impl Relay {
                 Err(e) => {
                     tracing::warn!(event_id = %row.id, event_type = %row.event_type, error = %e, "publish failed; will retry");
                     blocked.insert(row.aggregate_id);
-                    failed += 1;
+                    if matches!(e, infra::amqp::PublishError::Returned(_)) {
+                        returned += 1;
+                    } else {
+                        failed += 1;
+                    }
                 }
             }
         }
@@ -123,12 +127,16 @@ impl Relay {
             .context("mark rows published")?;
         tx.commit().await.context("commit published marks")?;
         let source = self.source.as_str();
-        infra::metrics::PUBLISHES
-            .with_label_values(&[source, "confirmed"])
-            .inc_by(confirmed.len() as f64);
-        infra::metrics::PUBLISHES
-            .with_label_values(&[source, "failed"])
-            .inc_by(failed as f64);
+        for (outcome, count) in [
+            ("published", rows.len()),
+            ("confirmed", confirmed.len()),
+            ("returned", returned),
+            ("failed", failed),
+        ] {
+            infra::metrics::PUBLISHES
+                .with_label_values(&[source, outcome])
+                .inc_by(count as f64);
+        }
         tracing::debug!(
             claimed = rows.len(),
             published = confirmed.len(),

@@ -33,9 +33,10 @@ impl Handler for PostEventsHandler {
             aggregate_id = %raw.aggregate_id,
             sequence = raw.sequence,
             trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         let trace = TraceParent::continue_in(remote.as_deref(), &span);
-        span.record("trace_id", tracing::field::display(trace.trace_id()));
+        trace.record_on(&span);
         self.dispatch(raw, trace).instrument(span).await
     }
 }

@@ -3,7 +3,7 @@
 //! kept) and encode lossy WebP. Metadata is not carried over.
 use super::{color::ToSrgb, placeholder, probe::Limits, Format};
 use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, ImageDecoder, ImageReader};
+use image::{metadata::Orientation, DynamicImage, ImageDecoder, ImageReader};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 
@@ -54,8 +54,8 @@ pub fn build_variants(
     limits: &Limits,
 ) -> Result<Built, String> {
     let decoding = std::time::Instant::now();
-    let (image, icc) = tracing::info_span!("decode", ?format)
-        .in_scope(|| decode_oriented(bytes, format, limits))?;
+    let (image, icc, orientation) =
+        tracing::info_span!("decode", ?format).in_scope(|| decode(bytes, format, limits))?;
     infra::metrics::IMAGE_PROCESSING
         .with_label_values(&["decode", "", ""])
         .observe(decoding.elapsed().as_secs_f64());
@@ -65,7 +65,16 @@ pub fn build_variants(
     } else {
         (PixelType::U8x3, 3)
     };
+    // Resizing works in the stored frame; each variant is turned upright
+    // after it has been made small (rotating the full-size source would cost
+    // more than resizing it).
     let (width, height) = (image.width(), image.height());
+    let swaps = super::probe::swaps_sides(orientation);
+    let (shown_w, shown_h) = if swaps {
+        (height, width)
+    } else {
+        (width, height)
+    };
     let pixels = if has_alpha {
         image.into_rgba8().into_raw()
     } else {
@@ -84,17 +93,18 @@ pub fn build_variants(
     let mut resizer = Resizer::new();
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     let mut built = Vec::with_capacity(order.len());
-    let mut resized = Vec::with_capacity(order.len());
+    let mut resized: Vec<Resized> = Vec::with_capacity(order.len());
     let mut current: Option<Image> = None;
     for preset in order {
         let input = current.as_ref().unwrap_or(&source);
-        let (w, h) = target_size(width, height, preset.width);
+        let (w, h) = target_size(shown_w, shown_h, preset.width);
+        let (stored_w, stored_h) = if swaps { (h, w) } else { (w, h) };
         let resizing = tracing::info_span!("resize", variant = %preset.name, width = w, height = h);
-        let mut output = resizing.in_scope(|| {
-            let mut output = if (w, h) == (input.width(), input.height()) {
+        let (output, mut upright) = resizing.in_scope(|| {
+            let mut output = if (stored_w, stored_h) == (input.width(), input.height()) {
                 input.copy()
             } else {
-                let mut out = Image::new(w, h, pixel_type);
+                let mut out = Image::new(stored_w, stored_h, pixel_type);
                 resizer
                     .resize(input, &mut out, &options)
                     .map_err(|e| e.to_string())?;
@@ -103,16 +113,17 @@ pub fn build_variants(
             if let Some(convert) = to_srgb.take() {
                 convert.apply(output.buffer_mut());
             }
-            Ok::<_, String>(output)
+            let upright = orient(&output, has_alpha, orientation)?;
+            Ok::<_, String>((output, upright))
         })?;
         let _encode =
             tracing::info_span!("encode", variant = %preset.name, format = "webp").entered();
         let encoding = std::time::Instant::now();
         let encoder = if channels == 4 {
-            keep_alpha_channel(output.buffer_mut());
-            webp::Encoder::from_rgba(output.buffer(), w, h)
+            keep_alpha_channel(&mut upright);
+            webp::Encoder::from_rgba(&upright, w, h)
         } else {
-            webp::Encoder::from_rgb(output.buffer(), w, h)
+            webp::Encoder::from_rgb(&upright, w, h)
         };
         let webp = encoder.encode(quality).to_vec();
         infra::metrics::IMAGE_PROCESSING
@@ -129,13 +140,22 @@ pub fn build_variants(
             width: w,
             height: h,
             has_alpha: channels == 4,
-            pixels: output.buffer().to_vec(),
+            pixels: upright,
         });
         current = Some(output);
     }
     // Report in the configured order.
     built.sort_by_key(|v| presets.iter().position(|p| p.name == v.name));
-    let placeholder = current.as_ref().and_then(placeholder::thumbhash);
+    let placeholder = resized.last().and_then(|smallest| {
+        let image = Image::from_vec_u8(
+            smallest.width,
+            smallest.height,
+            smallest.pixels.clone(),
+            pixel_type,
+        )
+        .ok()?;
+        placeholder::thumbhash(&image)
+    });
     Ok(Built {
         variants: built,
         placeholder,
@@ -161,17 +181,19 @@ pub fn target_size(width: u32, height: u32, preset_width: u32) -> (u32, u32) {
     (w, h as u32)
 }
 
-/// Decodes and orients the image; returns it with its ICC profile, if any.
-fn decode_oriented(
+/// Decodes the image as stored; returns it with its ICC profile, if any, and
+/// the orientation to show it upright (AVIF/HEIF come out of libheif
+/// already upright).
+fn decode(
     bytes: &[u8],
     format: Format,
     limits: &Limits,
-) -> Result<(DynamicImage, Option<Vec<u8>>), String> {
+) -> Result<(DynamicImage, Option<Vec<u8>>, Orientation), String> {
     let Some(image_format) = format.image_format() else {
         let file = heif::HeifFile::read(bytes, limits.max_side)
             .map_err(|e| format!("cannot decode: {e}"))?;
         let image = file.decode().map_err(|e| format!("cannot decode: {e}"))?;
-        return Ok((image, file.icc_profile()));
+        return Ok((image, file.icc_profile(), Orientation::NoTransforms));
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     reader.limits(limits.decoder_limits());
@@ -181,10 +203,25 @@ fn decode_oriented(
     let orientation = super::probe::orientation(&mut decoder);
     // A malformed profile is ignored like malformed EXIF.
     let icc = decoder.icc_profile().ok().flatten();
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    let image = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    Ok((image, icc, orientation))
+}
+
+/// The pixels of `image` turned upright (a copy; as is when nothing to do).
+fn orient(image: &Image<'_>, has_alpha: bool, orientation: Orientation) -> Result<Vec<u8>, String> {
+    let pixels = image.buffer().to_vec();
+    if orientation == Orientation::NoTransforms {
+        return Ok(pixels);
+    }
+    let (w, h) = (image.width(), image.height());
+    let mut image = if has_alpha {
+        image::RgbaImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgba8)
+    } else {
+        image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+    }
+    .ok_or("resized buffer of the wrong size")?;
     image.apply_orientation(orientation);
-    Ok((image, icc))
+    Ok(image.into_bytes())
 }
 
 #[cfg(test)]
@@ -285,6 +322,58 @@ mod tests {
         let err =
             build_variants(&bytes, Format::Png, &presets(), 80.0, &Limits::default()).unwrap_err();
         assert!(err.contains("cannot decode"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod orientation {
+    use super::*;
+    use image::{codecs::png::PngEncoder, ExtendedColorType, ImageEncoder, Rgb, RgbImage};
+
+    /// A big-endian TIFF block with one IFD entry: Orientation = `value`.
+    fn exif(value: u16) -> Vec<u8> {
+        let mut tiff = b"MM\0*\0\0\0\x08\0\x01".to_vec();
+        tiff.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
+        tiff.extend_from_slice(&value.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        tiff
+    }
+
+    #[test]
+    fn each_of_the_eight_exif_orientations_gives_the_upright_pixels() {
+        let source = RgbImage::from_fn(48, 24, |x, y| {
+            Rgb([(x * 5) as u8, (y * 10) as u8, if x < 20 { 200 } else { 30 }])
+        });
+        let presets = [Preset {
+            name: "1x".into(),
+            width: 400,
+        }];
+        for value in 1..=8u16 {
+            let mut png = Vec::new();
+            let mut encoder = PngEncoder::new(&mut png);
+            encoder.set_exif_metadata(exif(value)).unwrap();
+            encoder
+                .write_image(source.as_raw(), 48, 24, ExtendedColorType::Rgb8)
+                .unwrap();
+            let built =
+                build_variants(&png, Format::Png, &presets, 90.0, &Limits::default()).unwrap();
+            let mut expected = DynamicImage::ImageRgb8(source.clone());
+            expected.apply_orientation(Orientation::from_exif(value as u8).unwrap());
+            let variant = &built.resized[0];
+            assert_eq!(
+                (variant.width, variant.height),
+                (expected.width(), expected.height()),
+                "orientation {value}"
+            );
+            assert!(
+                variant.pixels == expected.to_rgb8().into_raw(),
+                "orientation {value}: pixels differ from the upright source"
+            );
+            assert_eq!(
+                (built.variants[0].width, built.variants[0].height),
+                (variant.width, variant.height)
+            );
+        }
     }
 }
 

@@ -119,3 +119,33 @@ async fn a_rolled_back_transaction_publishes_nothing() {
     assert_eq!(app.drain_queue().await, vec![kept]);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_unroutable_event_is_counted_as_returned_and_stays_unpublished() {
+    let app = spawn_relay().await;
+    let (tx, _) = app.open_event().await;
+    tx.commit().await.unwrap();
+    // No queue is bound for this key on the image events exchange.
+    sqlx::query("UPDATE outbox SET event_type = 'image.archived'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let outcome = app.relay.publish_batch().await.unwrap();
+    assert_eq!((outcome.claimed, outcome.published), (1, 0), "{outcome:?}");
+    assert_eq!(app.unpublished().await, 1, "kept for another attempt");
+    let count = |outcome: &str| {
+        infra::metrics::PUBLISHES
+            .with_label_values(&["test", outcome])
+            .get()
+    };
+    assert_eq!(
+        [
+            count("published"),
+            count("confirmed"),
+            count("returned"),
+            count("failed")
+        ],
+        [1.0, 0.0, 1.0, 0.0]
+    );
+    app.cleanup().await;
+}

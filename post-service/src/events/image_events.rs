@@ -31,12 +31,13 @@ impl Handler for ImageEventsHandler {
             event_type = %raw.event_type,
             aggregate_id = %raw.aggregate_id,
             trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         let remote = header_str(delivery.properties.headers().as_ref(), TRACEPARENT)
             .map(str::to_owned)
             .or_else(|| raw.traceparent.clone());
         let trace = TraceParent::continue_in(remote.as_deref(), &span);
-        span.record("trace_id", tracing::field::display(trace.trace_id()));
+        trace.record_on(&span);
         async {
             match raw.event_type.as_str() {
                 ImageProcessed::TYPE => match raw.decode::<ImageProcessed>() {
