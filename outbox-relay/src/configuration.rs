@@ -70,6 +70,8 @@ pub struct OutboxSettings {
     pub database_urls: Vec<String>,
     pub batch_size: u32,
     pub poll_interval_ms: u64,
+    /// Published rows older than this are deleted (0 keeps them forever).
+    pub retention_hours: u64,
 }
 
 impl Default for OutboxSettings {
@@ -81,6 +83,7 @@ impl Default for OutboxSettings {
             ],
             batch_size: 200,
             poll_interval_ms: 1000,
+            retention_hours: 24,
         }
     }
 }
@@ -112,6 +115,10 @@ impl settings::Settings for Settings {
             "PostgreSQL URLs of the databases whose `outbox` table is relayed.",
         ),
         ("outbox.batch_size", "Rows claimed and published per batch."),
+        (
+            "outbox.retention_hours",
+            "Published outbox rows older than this are deleted, checked every minute (0 keeps them).",
+        ),
         (
             "outbox.poll_interval_ms",
             "Poll interval when no notification arrives (safety net for LISTEN/NOTIFY).",

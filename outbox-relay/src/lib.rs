@@ -7,4 +7,5 @@ pub mod configuration;
 pub mod dead_letters;
 pub mod dlq;
 pub mod relay;
+pub mod retention;
 pub mod startup;

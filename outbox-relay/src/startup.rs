@@ -155,11 +155,19 @@ async fn relay_once(
             .with_context(|| format!("database URL for {}", describe_source(url)))?;
         let publisher = infra::amqp::Publisher::new(&connection).await?;
         let relay = Relay::new(
-            pool,
+            pool.clone(),
             publisher,
             settings.outbox.batch_size,
             describe_source(url),
         );
+        if settings.outbox.retention_hours > 0 {
+            let keep = Duration::from_secs(settings.outbox.retention_hours * 3600);
+            let (pool, source, token) = (pool.clone(), describe_source(url), failed.clone());
+            loops.spawn(async move {
+                crate::retention::run(pool, keep, source, token).await;
+                Ok(())
+            });
+        }
         let token = failed.clone();
         loops.spawn(async move {
             let result = relay.run(poll, token.clone()).await;

@@ -149,3 +149,39 @@ async fn an_unroutable_event_is_counted_as_returned_and_stays_unpublished() {
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn retention_deletes_only_rows_published_before_it() {
+    let app = spawn_relay().await;
+    for _ in 0..5 {
+        app.open_event().await.0.commit().await.unwrap();
+    }
+    assert_eq!(app.relay.publish_batch().await.unwrap().published, 5);
+    // Three published two days ago, two just now; one more not published.
+    sqlx::query(
+        "UPDATE outbox SET published_at = now() - interval '2 days'
+         WHERE position IN (SELECT position FROM outbox ORDER BY position LIMIT 3)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (pending, pending_id) = app.open_event().await;
+    pending.commit().await.unwrap();
+
+    let deleted = outbox_relay::retention::purge(&app.pool, Duration::from_secs(24 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 3);
+    let left: Vec<(uuid::Uuid, bool)> =
+        sqlx::query_as("SELECT id, published_at IS NOT NULL FROM outbox ORDER BY position")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert_eq!(left.iter().filter(|(_, published)| *published).count(), 2);
+    assert!(
+        left.contains(&(pending_id, false)),
+        "the unpublished row stays"
+    );
+    app.cleanup().await;
+}
