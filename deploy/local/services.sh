@@ -67,9 +67,11 @@ ensure_tools() {
   command -v curl >/dev/null || apt_install curl
   command -v psql >/dev/null || apt_install postgresql-client
   cargo nextest --version >/dev/null 2>&1 || cargo install cargo-nextest --locked
-  # The image service links libheif (AVIF and HEIF input).
+  # The image service links libheif (AVIF and HEIF input); nasm assembles
+  # rav1e's x86 code (AVIF encoding).
   [ -f /usr/include/x86_64-linux-gnu/libheif/heif.h ] || [ -f /usr/include/libheif/heif.h ] \
     || apt_install libheif-dev
+  command -v nasm >/dev/null || apt_install nasm
 }
 
 ensure_tools

@@ -170,11 +170,14 @@ impl Application {
             async move { resume_stalled(&processor, cancel).await }
         });
         cancel.cancelled().await;
-        handle.stop(true).await;
+        // Background work finishes first, the HTTP server stops last: its
+        // worker threads own runtimes that drive some of the pooled
+        // database and S3 connections, which die with them.
         let _ = consumer.await;
         let _ = sweeper.await;
         let _ = resumer.await;
         let _ = backlog.await;
+        handle.stop(true).await;
         let _ = server.await;
         tracing::info!("image service stopped");
         Ok(())

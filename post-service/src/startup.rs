@@ -113,9 +113,12 @@ impl Application {
             }
         });
         cancel.cancelled().await;
-        handle.stop(true).await;
+        // The consumer finishes first, the HTTP server stops last: its
+        // worker threads own runtimes that drive some of the pooled
+        // database connections, which die with them.
         let _ = consumer.await;
         let _ = backlog.await;
+        handle.stop(true).await;
         let _ = server.await;
         tracing::info!("post service stopped");
         Ok(())

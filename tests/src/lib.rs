@@ -198,6 +198,13 @@ impl Stack {
 
     /// Stops the first relay (SIGTERM) and waits for it to exit; returns
     /// its exit code.
+    /// Sends SIGTERM to the first image service; returns its exit code
+    /// (`None` if it had not exited after 30 s and was killed).
+    pub async fn stop_image_service(&mut self) -> Option<i32> {
+        self.image.terminate();
+        self.image.exit_code().await
+    }
+
     pub async fn stop_relay(&mut self) -> Option<i32> {
         self.relay.terminate();
         self.relay.exit_code().await

@@ -79,7 +79,18 @@ impl Processor {
             return Ok(());
         };
         let started = std::time::Instant::now();
-        let outcome = self.build_and_store(&record).await?;
+        let built = self.build_and_store(&record).await;
+        let outcome = match built {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Transient: the event is retried, and finds the image
+                // pending again.
+                if let Err(release) = images::release_processing(&self.pool, id).await {
+                    tracing::warn!(error = %release, "claim left to expire");
+                }
+                return Err(e);
+            }
+        };
         let mut later = None;
         let mut tx = self.pool.begin().await.context("begin finish")?;
         let event = match outcome {

@@ -310,6 +310,20 @@ pub async fn start_processing(
     row.map(ImageRecord::try_from).transpose()
 }
 
+/// Hands a claimed image back (`processing` → `pending`) after a transient
+/// failure, so the retried event builds it at once instead of waiting for
+/// the claim to look stalled.
+pub async fn release_processing(pool: &PgPool, id: ImageId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE images SET process_status = 'pending', updated_at = now()
+         WHERE id = $1 AND process_status = 'processing'",
+    )
+    .bind(id.0)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Records the outcome of processing. Returns `false` when the image was no
 /// longer being processed (a concurrent duplicate finished first).
 pub async fn finish_processing(

@@ -278,3 +278,36 @@ async fn an_image_that_cannot_be_decoded_ends_failed_with_a_reason() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_transient_storage_failure_hands_the_image_back_for_the_retry() {
+    let app = spawn_app().await;
+    let id = app.upload_ok("alice", read_corpus("odd/hopper.jpg")).await;
+    let event = post_created("alice", &[&id]);
+    let d = &event.data;
+    // Storage unreachable: nothing listens on the discard port.
+    let mut broken = app.processor();
+    let mut s3 = app.settings.s3.clone();
+    s3.endpoint = "http://127.0.0.1:9".into();
+    broken.store = image_service::storage::ObjectStore::new(s3.client(), s3.bucket.clone());
+    let trace = infra::trace_context::TraceParent::new_root();
+    broken
+        .apply_post_images(&event, d.post_id, &d.author_id, &d.image_ids, &trace)
+        .await
+        .unwrap();
+    let owner = image_service::processing::post_owner(d.post_id);
+    assert!(
+        broken.process_owner(&owner, &trace).await.is_err(),
+        "an unreachable store is a transient failure"
+    );
+    assert_eq!(
+        app.get_image(&id).await["process_status"],
+        "pending",
+        "the claim is handed back"
+    );
+
+    // The redelivered event, with storage back, builds it at once.
+    apply_created(&app.processor(), &event).await;
+    assert_eq!(app.get_image(&id).await["process_status"], "ready");
+    app.stop().await;
+}
