@@ -26,6 +26,29 @@ def create(ids):
     return post["id"], time.perf_counter() - started
 
 
+def delivery_quantiles(url, queue, event_type, quantiles=(0.5, 0.99)):
+    """Quantiles of event_delivery_seconds from a /metrics page, by linear
+    interpolation inside the histogram's buckets (as Prometheus does)."""
+    import re, urllib.request
+    text = urllib.request.urlopen(url).read().decode()
+    pattern = re.compile(r'event_delivery_seconds_bucket\{queue="%s",type="%s",le="([^"]+)"\} (\S+)'
+                         % (re.escape(queue), re.escape(event_type)))
+    buckets = sorted((float("inf") if le == "+Inf" else float(le), float(n)) for le, n in pattern.findall(text))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total, out = buckets[-1][1], []
+    for q in quantiles:
+        rank, lower, below = q * total, 0.0, 0.0
+        for upper, count in buckets:
+            if count >= rank:
+                upper = lower if upper == float("inf") else upper
+                share = (rank - below) / (count - below) if count > below else 1.0
+                out.append(lower + (upper - lower) * share)
+                break
+            lower, below = upper, count
+    return out, int(total)
+
+
 def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     ready_after = []
@@ -48,6 +71,11 @@ def main():
           % (1000 * statistics.median(ready_after), 1000 * min(ready_after), 1000 * max(ready_after), rounds))
     print("POST /v1/posts with one uploaded image: median %.1f ms (p90 %.1f ms, 50 requests)"
           % (1000 * statistics.median(latencies), 1000 * sorted(latencies)[44]))
+    found = delivery_quantiles(IMAGES + "/metrics", "image-service.post-events", "post.created")
+    if found:
+        (p50, p99), count = found
+        print("post.created, outbox write -> image service: p50 %.1f ms, p99 %.1f ms (%d events since start, "
+              "from event_delivery_seconds)" % (1000 * p50, 1000 * p99, count))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,37 @@ pub static CONSUMED: LazyLock<CounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static EVENT_DELIVERY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "event_delivery_seconds",
+        "From the outbox write of an event (its row's insert time) to a consumer receiving it, first deliveries only, by queue and event type.",
+        &["queue", "type"],
+        LATENCY.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+/// Records how long an event took from the outbox to this consumer; a
+/// redelivery (after a crash or a retry) is left out, so the histogram
+/// shows the pipe itself.
+pub fn observe_delivery(
+    queue: &str,
+    event_type: &str,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+    redelivered: bool,
+) {
+    if redelivered {
+        return;
+    }
+    let seconds = (chrono::Utc::now() - occurred_at)
+        .num_microseconds()
+        .unwrap_or(0) as f64
+        / 1e6;
+    EVENT_DELIVERY
+        .with_label_values(&[queue, event_type])
+        .observe(seconds.max(0.0));
+}
+
 pub static IMAGE_PROCESSING: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "image_processing_seconds",

@@ -113,7 +113,10 @@ async fn no_path_leaves_an_object_that_reconcile_cannot_explain() {
         .json()
         .await
         .unwrap();
-    let post_id = post["id"].as_str().unwrap().to_owned();
+    let post_id = post["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the post was not created: {post}\n{}", stack.logs()))
+        .to_owned();
     alice
         .post_when(&post_id, "both ready", |p| {
             statuses(p) == ["ready", "ready"]

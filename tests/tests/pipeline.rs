@@ -175,6 +175,14 @@ async fn a_post_with_two_phone_photos_gets_webp_variants_in_the_right_orientatio
         ),
         (
             &images,
+            r#"event_delivery_seconds_count{queue="image-service.post-events",type="post.created"} 1"#,
+        ),
+        (
+            &posts,
+            r#"event_delivery_seconds_count{queue="post-service.image-events",type="image.processed"}"#,
+        ),
+        (
+            &images,
             r#"http_request_duration_seconds_count{method="POST",route="/v1/uploads",status="201"}"#,
         ),
         (

@@ -21,6 +21,12 @@ impl Handler for PostEventsHandler {
             Ok(raw) => raw,
             Err(e) => return Outcome::DeadLetter(e.to_string()),
         };
+        infra::metrics::observe_delivery(
+            proto::topology::IMAGE_SERVICE_POST_EVENTS.name,
+            &raw.event_type,
+            raw.occurred_at,
+            !infra::amqp::first_delivery(delivery),
+        );
         let remote = header_str(delivery.properties.headers().as_ref(), TRACEPARENT)
             .map(str::to_owned)
             .or_else(|| raw.traceparent.clone());

@@ -204,6 +204,16 @@ pub fn header_str<'a>(table: Option<&'a FieldTable>, name: &str) -> Option<&'a s
     }
 }
 
+/// Whether this is a message's first delivery: not redelivered by the
+/// broker, and never back from a retry, a deferral or a replay.
+pub fn first_delivery(delivery: &lapin::message::Delivery) -> bool {
+    let table = delivery.properties.headers().as_ref();
+    !delivery.redelivered
+        && [headers::ATTEMPTS, headers::DEFERRALS, headers::REPLAY_COUNT]
+            .iter()
+            .all(|name| table.and_then(|t| t.inner().get(*name)).is_none())
+}
+
 pub(crate) fn header_int(table: Option<&FieldTable>, name: &str) -> Option<i64> {
     match table?.inner().get(name)? {
         AMQPValue::LongLongInt(n) => Some(*n),

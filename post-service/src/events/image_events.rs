@@ -23,6 +23,12 @@ impl Handler for ImageEventsHandler {
             Ok(raw) => raw,
             Err(e) => return Outcome::DeadLetter(e.to_string()),
         };
+        infra::metrics::observe_delivery(
+            proto::topology::POST_SERVICE_IMAGE_EVENTS.name,
+            &raw.event_type,
+            raw.occurred_at,
+            !infra::amqp::first_delivery(delivery),
+        );
         let span = tracing::info_span!(
             "handle image event",
             otel.name = %format!("{} process", raw.event_type),
