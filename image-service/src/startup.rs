@@ -185,12 +185,14 @@ impl Application {
 }
 
 async fn resume_stalled(processor: &Processor, cancel: CancellationToken) {
+    let after = crate::store::images::STALLED_AFTER_SECS;
     while !cancel.is_cancelled() {
-        if let Err(e) = processor
-            .resume_stalled(crate::store::images::STALLED_AFTER_SECS)
-            .await
-        {
+        if let Err(e) = processor.resume_stalled(after).await {
             tracing::error!(error = ?e, "resuming stalled images failed");
+        }
+        // A few per minute, so turning AVIF on does not starve new images.
+        if let Err(e) = processor.backfill_avif(after, 5).await {
+            tracing::error!(error = ?e, "building missing AVIF variants failed");
         }
         tokio::select! {
             _ = cancel.cancelled() => break,

@@ -32,6 +32,45 @@ pub(super) fn kept(record: &ImageRecord, webp: &[Variant]) -> Vec<Variant> {
 }
 
 impl Processor {
+    /// Builds the AVIF variants of ready images that lack them (the AVIF
+    /// step was cut short, or AVIF was turned on after they were built),
+    /// a few at a time, unchanged for `secs`. Returns how many were built.
+    pub async fn backfill_avif(&self, secs: i64, limit: i64) -> anyhow::Result<usize> {
+        let Some(settings) = self.avif else {
+            return Ok(0);
+        };
+        let lacking = images::lacking_avif(&self.pool, secs, limit)
+            .await
+            .context("find images without AVIF")?;
+        for &id in &lacking {
+            if let Err(e) = self.backfill_one(id, settings).await {
+                // Put at the back of the line, so one image that keeps
+                // failing does not hold up the others.
+                tracing::warn!(image_id = %id, error = ?e, "missing AVIF variants not built; trying later");
+                images::touch(&self.pool, id)
+                    .await
+                    .context("requeue image")?;
+            }
+        }
+        Ok(lacking.len())
+    }
+
+    async fn backfill_one(&self, id: ImageId, settings: avif::AvifSettings) -> anyhow::Result<()> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closes");
+        let Some(record) = images::get(&self.pool, id).await.context("read image")? else {
+            return Ok(());
+        };
+        tracing::info!(image_id = %id, "building missing AVIF variants");
+        match self.build_and_store(&record).await? {
+            Ok((_, _, resized)) => self.build_avif(id, resized, settings).await,
+            Err(reason) => Err(anyhow::anyhow!(reason)),
+        }
+    }
+
     pub(super) async fn build_avif(
         &self,
         id: ImageId,

@@ -245,6 +245,36 @@ pub async fn request_reprocess(
     row.map(ImageRecord::try_from).transpose()
 }
 
+/// Ready images that list no AVIF variant and have not changed for `secs`:
+/// their AVIF step was cut short (a crash) or AVIF was turned on later.
+pub async fn lacking_avif(
+    pool: &PgPool,
+    secs: i64,
+    limit: i64,
+) -> Result<Vec<ImageId>, sqlx::Error> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM images
+         WHERE state = 'attached' AND process_status = 'ready'
+           AND NOT variants @> '[{\"format\": \"avif\"}]'::jsonb
+           AND updated_at < now() - make_interval(secs => $1)
+         ORDER BY updated_at LIMIT $2",
+    )
+    .bind(secs as f64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(ids.into_iter().map(ImageId).collect())
+}
+
+/// Marks the image as just changed (`updated_at`), nothing else.
+pub async fn touch(pool: &PgPool, id: ImageId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE images SET updated_at = now() WHERE id = $1")
+        .bind(id.0)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Attached images left unfinished for longer than `secs`.
 pub async fn stalled(pool: &PgPool, secs: i64, limit: i64) -> Result<Vec<ImageId>, sqlx::Error> {
     let ids: Vec<Uuid> = sqlx::query_scalar(

@@ -105,3 +105,32 @@ async fn avif_variants_follow_the_webp_ones_and_accept_picks_the_format() {
     app.assert_reconciled(0).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn ready_images_without_avif_variants_get_them_later() {
+    let app = spawn_app_with(|s| s.variants.avif = true).await;
+    let id = app.upload_ok("alice", read_corpus("odd/hopper.jpg")).await;
+    apply_created(&app.processor(), &post_created("alice", &[&id])).await;
+    // As if the AVIF step had been cut short: only the WebP ones listed.
+    sqlx::query(
+        "UPDATE images SET variants = (SELECT jsonb_agg(v) FROM jsonb_array_elements(variants) v
+                                        WHERE v->>'format' = 'webp')
+         WHERE id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(&id).unwrap())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let built = app.processor().backfill_avif(0, 10).await.unwrap();
+    assert_eq!(built, 1);
+    let image = app.get_image(&id).await;
+    let avif = image["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["format"] == "avif")
+        .count();
+    assert_eq!(avif, 3, "{image}");
+    assert_eq!(app.processor().backfill_avif(0, 10).await.unwrap(), 0);
+    app.stop().await;
+}
