@@ -252,18 +252,13 @@ pub async fn lacking_avif(
     secs: i64,
     limit: i64,
 ) -> Result<Vec<ImageId>, sqlx::Error> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM images
-         WHERE state = 'attached' AND process_status = 'ready'
-           AND NOT variants @> '[{\"format\": \"avif\"}]'::jsonb
-           AND updated_at < now() - make_interval(secs => $1)
-         ORDER BY updated_at LIMIT $2",
+    unchanged_for(
+        pool,
+        "process_status = 'ready' AND NOT variants @> '[{\"format\": \"avif\"}]'::jsonb",
+        secs,
+        limit,
     )
-    .bind(secs as f64)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    Ok(ids.into_iter().map(ImageId).collect())
+    .await
 }
 
 /// Marks the image as just changed (`updated_at`), nothing else.
@@ -277,12 +272,29 @@ pub async fn touch(pool: &PgPool, id: ImageId) -> Result<(), sqlx::Error> {
 
 /// Attached images left unfinished for longer than `secs`.
 pub async fn stalled(pool: &PgPool, secs: i64, limit: i64) -> Result<Vec<ImageId>, sqlx::Error> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM images
-         WHERE state = 'attached' AND process_status IN ('pending', 'processing')
-           AND updated_at < now() - make_interval(secs => $1)
-         ORDER BY updated_at LIMIT $2",
+    unchanged_for(
+        pool,
+        "process_status IN ('pending', 'processing')",
+        secs,
+        limit,
     )
+    .await
+}
+
+/// Attached images matching `condition` (fixed SQL, never user input) and
+/// unchanged for `secs`, the longest unchanged first.
+async fn unchanged_for(
+    pool: &PgPool,
+    condition: &'static str,
+    secs: i64,
+    limit: i64,
+) -> Result<Vec<ImageId>, sqlx::Error> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "SELECT id FROM images
+         WHERE state = 'attached' AND {condition}
+           AND updated_at < now() - make_interval(secs => $1)
+         ORDER BY updated_at LIMIT $2"
+    ))
     .bind(secs as f64)
     .bind(limit)
     .fetch_all(pool)
