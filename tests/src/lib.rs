@@ -4,7 +4,7 @@
 use infra::{auth::AuthSettings, s3::S3Settings};
 use std::{
     net::TcpListener,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -111,7 +111,6 @@ impl Stack {
         let image_port = free_port();
         let image_base = format!("http://127.0.0.1:{image_port}");
         let mut image_env = vec![
-            ("IMAGE_APPLICATION__PORT", image_port.to_string()),
             ("IMAGE_APPLICATION__PUBLIC_BASE_URL", image_base.clone()),
             ("IMAGE_DATABASE__URL", images_db.clone()),
             ("IMAGE_AMQP__URL", amqp_url.clone()),
@@ -123,7 +122,7 @@ impl Stack {
         ];
         image_env.extend(image_settings.iter().map(|(k, v)| (*k, v.to_string())));
         image_env.extend_from_slice(common);
-        let image = spawn("image-service", image_port, &logs, &image_env, 0);
+        let image = spawn_image(image_port, &logs, &image_env, 0);
         let post_port = free_port();
         let mut post_env = vec![
             ("POST_DATABASE__URL", posts_db.clone()),
@@ -169,29 +168,18 @@ impl Stack {
 
     /// Starts one more image service on the same database, vhost and bucket.
     pub async fn add_image_service(&mut self) {
-        let port = free_port();
-        let mut env = self.image_env.clone();
-        env.retain(|(k, _)| *k != "IMAGE_APPLICATION__PORT");
-        env.push(("IMAGE_APPLICATION__PORT", port.to_string()));
-        let program = spawn(
-            "image-service",
-            port,
-            &self.logs,
-            &env,
-            self.extras.len() + 1,
-        );
-        self.extras.push(program);
-        self.wait_ready(2 + self.extras.len()).await;
+        self.add(spawn_image, self.image_env.clone()).await;
     }
 
     /// Starts one more post service on the same database and vhost.
     pub async fn add_post_service(&mut self) {
-        let program = spawn_post(
-            free_port(),
-            &self.logs,
-            &self.post_env,
-            self.extras.len() + 1,
-        );
+        self.add(spawn_post, self.post_env.clone()).await;
+    }
+
+    /// Starts one more instance with `start` on a free port and waits until
+    /// it is ready.
+    async fn add(&mut self, start: Spawner, env: Vec<(&'static str, String)>) {
+        let program = start(free_port(), &self.logs, &env, self.extras.len() + 1);
         self.extras.push(program);
         self.wait_ready(2 + self.extras.len()).await;
     }
@@ -244,14 +232,7 @@ impl Stack {
 
     /// Starts one more relay over the same outboxes.
     pub async fn add_relay(&mut self) {
-        let program = spawn_relay(
-            free_port(),
-            &self.logs,
-            &self.relay_env,
-            self.extras.len() + 1,
-        );
-        self.extras.push(program);
-        self.wait_ready(2 + self.extras.len()).await;
+        self.add(spawn_relay, self.relay_env.clone()).await;
     }
 
     fn program(&mut self, which: usize) -> &mut Program {
@@ -440,32 +421,60 @@ impl Drop for Program {
     }
 }
 
-fn spawn_post(
-    port: u16,
-    logs: &std::path::Path,
-    env: &[(&'static str, String)],
-    instance: usize,
-) -> Program {
-    let mut env = env.to_vec();
-    env.push(("POST_APPLICATION__PORT", port.to_string()));
-    spawn("post-service", port, logs, &env, instance)
+/// Starts one instance of a program: port, log directory, settings, instance number.
+type Spawner = fn(u16, &Path, &[(&'static str, String)], usize) -> Program;
+
+fn spawn_image(port: u16, logs: &Path, env: &[(&'static str, String)], instance: usize) -> Program {
+    spawn_listening(
+        "image-service",
+        "IMAGE_APPLICATION__PORT",
+        port,
+        logs,
+        env,
+        instance,
+    )
 }
 
-fn spawn_relay(
+fn spawn_post(port: u16, logs: &Path, env: &[(&'static str, String)], instance: usize) -> Program {
+    spawn_listening(
+        "post-service",
+        "POST_APPLICATION__PORT",
+        port,
+        logs,
+        env,
+        instance,
+    )
+}
+
+fn spawn_relay(port: u16, logs: &Path, env: &[(&'static str, String)], instance: usize) -> Program {
+    spawn_listening(
+        "outbox-relay",
+        "RELAY_ADMIN__PORT",
+        port,
+        logs,
+        env,
+        instance,
+    )
+}
+
+/// Starts `name` with `env` plus its port setting `port_var` = `port`.
+fn spawn_listening(
+    name: &'static str,
+    port_var: &'static str,
     port: u16,
-    logs: &std::path::Path,
+    logs: &Path,
     env: &[(&'static str, String)],
     instance: usize,
 ) -> Program {
     let mut env = env.to_vec();
-    env.push(("RELAY_ADMIN__PORT", port.to_string()));
-    spawn("outbox-relay", port, logs, &env, instance)
+    env.push((port_var, port.to_string()));
+    spawn(name, port, logs, &env, instance)
 }
 
 fn spawn(
     name: &'static str,
     port: u16,
-    logs: &std::path::Path,
+    logs: &Path,
     env: &[(&str, String)],
     instance: usize,
 ) -> Program {

@@ -65,8 +65,10 @@ impl Processor {
             return Ok(());
         };
         tracing::info!(image_id = %id, "building missing AVIF variants");
-        match self.build_and_store(&record).await? {
-            Ok((_, _, resized)) => self.build_avif(id, resized, settings).await,
+        // The WebP variants are already stored; only the resized pixels
+        // are needed.
+        match self.build(&record).await? {
+            Ok(built) => self.build_avif(id, built.resized, settings).await,
             Err(reason) => Err(anyhow::anyhow!(reason)),
         }
     }

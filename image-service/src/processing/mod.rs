@@ -150,27 +150,9 @@ impl Processor {
 
     /// `Ok(Err(reason))` is a permanent failure of this image; `Err` is transient.
     async fn build_and_store(&self, record: &ImageRecord) -> anyhow::Result<Result<Built, String>> {
-        let Some(original) = self.store.get(&record.original_key).await? else {
-            return Ok(Err("the original is missing from storage".into()));
-        };
-        let Some(format) = Format::from_content_type(&record.content_type) else {
-            return Ok(Err(format!(
-                "unsupported content type {}",
-                record.content_type
-            )));
-        };
-        let (presets, quality, limits) = (self.presets.clone(), self.webp_quality, self.limits);
-        let span = tracing::Span::current();
-        let built = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                pipeline::build_variants(&original.bytes, format, &presets, quality, &limits)
-            })
-        })
-        .await;
-        let built = match built {
-            Ok(Ok(built)) => built,
-            Ok(Err(reason)) => return Ok(Err(reason)),
-            Err(panic) => return Ok(Err(format!("the decoder crashed: {panic}"))),
+        let built = match self.build(record).await? {
+            Ok(built) => built,
+            Err(reason) => return Ok(Err(reason)),
         };
         let (placeholder, resized) = (built.placeholder, built.resized);
         let built = built.variants;
@@ -193,6 +175,32 @@ impl Processor {
             })
             .collect();
         Ok(Ok((variants, placeholder, resized)))
+    }
+
+    /// Reads the original and builds every preset on the blocking pool;
+    /// nothing is stored. Errors as for [`Self::build_and_store`].
+    async fn build(&self, record: &ImageRecord) -> anyhow::Result<Result<pipeline::Built, String>> {
+        let Some(original) = self.store.get(&record.original_key).await? else {
+            return Ok(Err("the original is missing from storage".into()));
+        };
+        let Some(format) = Format::from_content_type(&record.content_type) else {
+            return Ok(Err(format!(
+                "unsupported content type {}",
+                record.content_type
+            )));
+        };
+        let (presets, quality, limits) = (self.presets.clone(), self.webp_quality, self.limits);
+        let span = tracing::Span::current();
+        let built = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                pipeline::build_variants(&original.bytes, format, &presets, quality, &limits)
+            })
+        })
+        .await;
+        Ok(match built {
+            Ok(built) => built,
+            Err(panic) => Err(format!("the decoder crashed: {panic}")),
+        })
     }
 
     async fn finish(
