@@ -5,8 +5,9 @@
 # (publisher confirms, mandatory, rows marked after the confirm). Prints
 # events/s, then removes the database, the vhost and the relay.
 # Usage: bench/relay.sh [ROWS]   (PostgreSQL, RabbitMQ with management API)
+# RELAY_BIN=path uses that relay binary instead of building the release one.
 set -euo pipefail
-case "${1:-}" in -h|--help) sed -n '2,8p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,9p' "$0"; exit 0 ;; esac
 rows=${1:-100000}
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$HOME/.cache/posts-images/target}"
@@ -27,7 +28,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$root" && CARGO_TARGET_DIR="$target" cargo build --release --quiet -p outbox-relay)
+relay_bin=${RELAY_BIN:-$target/release/outbox-relay}
+if [ -z "${RELAY_BIN:-}" ]; then
+  (cd "$root" && CARGO_TARGET_DIR="$target" cargo build --release --quiet -p outbox-relay)
+fi
 for db in "$source_db" "$relay_db"; do
   "${psql_base[@]}" -d postgres -c "CREATE DATABASE $db" >/dev/null
 done
@@ -55,7 +59,7 @@ RELAY_AMQP__URL="amqp://guest:guest@127.0.0.1:5672/$vhost" \
 RELAY_OUTBOX__DATABASE_URLS="postgres://postgres@127.0.0.1:5432/$source_db" \
 RELAY_DEAD_LETTERS__DATABASE_URL="postgres://postgres@127.0.0.1:5432/$relay_db" \
 RELAY_ADMIN__PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" RUST_LOG=warn \
-  "$target/release/outbox-relay" >/tmp/relay-bench-$suffix.log 2>&1 &
+  "$relay_bin" >/tmp/relay-bench-$suffix.log 2>&1 &
 relay_pid=$!
 
 deadline=$((SECONDS + 300))

@@ -146,12 +146,24 @@ fn parse_preset(text: &str) -> Result<Preset, String> {
     })
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WorkerSettings {
     /// Images processed at once (decode, resize, encode run on this many
     /// blocking threads); 0 means one per CPU core.
     pub images_in_flight: usize,
+    /// How often the build queue (attached images still pending) is
+    /// checked when no event names new work.
+    pub queue_poll_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            images_in_flight: 0,
+            queue_poll_ms: 1000,
+        }
+    }
 }
 
 impl WorkerSettings {
@@ -227,6 +239,10 @@ impl settings::Settings for Settings {
             "Images processed at once; 0 = one per CPU core.",
         ),
         (
+            "workers.queue_poll_ms",
+            "How often the build queue (attached images still pending, shared by all instances) is checked when no event names new work.",
+        ),
+        (
             "sweeper.enabled",
             "Run the sweeper in this process (false where another replica sweeps).",
         ),
@@ -287,6 +303,12 @@ impl settings::Settings for Settings {
         }
         if self.sweeper.interval_secs == 0 || self.sweeper.batch_size == 0 {
             return Err("settings sweeper.interval_secs and sweeper.batch_size (IMAGE_SWEEPER__*) must be positive".into());
+        }
+        if self.workers.queue_poll_ms == 0 {
+            return Err(
+                "setting workers.queue_poll_ms (IMAGE_WORKERS__QUEUE_POLL_MS) must be positive"
+                    .into(),
+            );
         }
         if self.amqp.concurrency == 0 {
             return Err(

@@ -2,7 +2,7 @@
 use crate::{
     configuration::Settings,
     events::PostEventsHandler,
-    processing::Processor,
+    processing::{build_queue, Processor},
     routes::{self, AppState},
     storage::ObjectStore,
     sweeper::Sweeper,
@@ -22,6 +22,7 @@ pub struct Application {
     amqp_url: String,
     broker: infra::health::BrokerStatus,
     concurrency: u16,
+    queue_poll: Duration,
     /// The `source` label of this service's outbox gauges.
     outbox_source: String,
 }
@@ -121,6 +122,7 @@ impl Application {
             sweeper,
             amqp_url: settings.amqp.url,
             concurrency: settings.amqp.concurrency,
+            queue_poll: Duration::from_millis(settings.workers.queue_poll_ms),
             outbox_source: infra::outbox::describe_source(&settings.database.url),
         })
     }
@@ -134,8 +136,14 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
+        let (builds, builder) = build_queue(self.processor.clone(), self.queue_poll);
         let handler = Arc::new(PostEventsHandler {
             processor: self.processor.clone(),
+            builds,
+        });
+        let builder = tokio::spawn({
+            let cancel = cancel.clone();
+            async move { builder.run(cancel).await }
         });
         let options = ConsumerOptions::new(
             consumer_name(IMAGE_SERVICE_POST_EVENTS.name),
@@ -174,6 +182,7 @@ impl Application {
         // worker threads own runtimes that drive some of the pooled
         // database and S3 connections, which die with them.
         let _ = consumer.await;
+        let _ = builder.await;
         let _ = sweeper.await;
         let _ = resumer.await;
         let _ = backlog.await;

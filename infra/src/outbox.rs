@@ -8,6 +8,49 @@ use sqlx::{Postgres, Transaction};
 /// The `LISTEN`/`NOTIFY` channel the relay waits on.
 pub const NOTIFY_CHANNEL: &str = "outbox";
 
+/// A process sends at most one notification per this interval. PostgreSQL
+/// serialises the commits of notifying transactions on one lock, so a
+/// notification per write caps a busy writer at a few thousand commits a
+/// second. A write that skips it is found by the relay, which keeps polling
+/// every few milliseconds for a while after each batch it publishes
+/// (`outbox-relay`'s `Relay::run`), and by its poll otherwise.
+pub const NOTIFY_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether this write should notify: true when no write of this process
+/// claimed a notification within [`NOTIFY_EVERY`].
+fn claim_notification() -> bool {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    static GATE: NotifyGate = NotifyGate::new();
+    let now = START.get_or_init(std::time::Instant::now).elapsed();
+    GATE.claim(now.as_micros() as u64, NOTIFY_EVERY.as_micros() as u64)
+}
+
+/// At most one successful claim per interval, across threads.
+struct NotifyGate {
+    /// Time of the last successful claim, plus one (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl NotifyGate {
+    const fn new() -> Self {
+        Self {
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `now` and `every` in any one unit (microseconds above).
+    fn claim(&self, now: u64, every: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last.load(Relaxed);
+        if last != 0 && now + 1 < last + every {
+            return false;
+        }
+        self.last
+            .compare_exchange(last, now + 1, Relaxed, Relaxed)
+            .is_ok()
+    }
+}
+
 /// Creates the outbox, sequence and inbox tables (idempotent).
 pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     let mut shared = sqlx::migrate!("./migrations");
@@ -64,10 +107,12 @@ pub async fn write<E: Event>(
     .await?;
 
     // Delivered at commit (and dropped on rollback), waking the relay at once.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
+    if claim_notification() {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&mut **tx)
+            .await?;
+    }
     tracing::debug!(event_id = %id, sequence, "event written to outbox");
     Ok(id)
 }
@@ -120,7 +165,18 @@ pub async fn watch_backlog(
 
 #[cfg(test)]
 mod tests {
-    use super::describe_source;
+    use super::{describe_source, NotifyGate};
+
+    #[test]
+    fn notifications_are_claimed_at_most_once_per_interval() {
+        let gate = NotifyGate::new();
+        assert!(gate.claim(0, 10), "the first claim");
+        assert!(!gate.claim(0, 10), "a second claim at the same time");
+        assert!(!gate.claim(9, 10), "a claim within the interval");
+        assert!(gate.claim(10, 10), "a claim after the interval");
+        assert!(!gate.claim(15, 10), "within the next interval");
+        assert!(gate.claim(100, 10), "after a quiet while");
+    }
 
     #[test]
     fn sources_are_described_without_credentials() {

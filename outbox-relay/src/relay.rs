@@ -151,7 +151,10 @@ impl Relay {
     }
 
     /// Publishes until the outbox is empty, then waits for a notification or
-    /// the poll interval, until `cancel` fires.
+    /// the poll interval, until `cancel` fires. For [`HOT_WINDOW`] after a
+    /// batch that published anything it polls every [`HOT_POLL`] instead:
+    /// writers notify at most once per `infra::outbox::NOTIFY_EVERY`, so a
+    /// row written just after a notifying one commits without a wake-up.
     pub async fn run(
         &self,
         poll_interval: Duration,
@@ -160,6 +163,7 @@ impl Relay {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
         listener.listen(infra::outbox::NOTIFY_CHANNEL).await?;
         let mut failures = 0u32;
+        let mut hot_until = tokio::time::Instant::now();
         while !cancel.is_cancelled() {
             let drained = self.drain().await;
             if let Err(e) = self.measure_backlog().await {
@@ -169,12 +173,20 @@ impl Relay {
                 // A closed channel never recovers: let the caller reconnect.
                 anyhow::bail!("publisher channel closed");
             }
+            let now = tokio::time::Instant::now();
             let wait = match drained {
-                Ok(true) => {
+                Ok(Drained::Empty { published }) => {
                     failures = 0;
-                    poll_interval
+                    if published > 0 {
+                        hot_until = now + HOT_WINDOW;
+                    }
+                    if now < hot_until {
+                        HOT_POLL
+                    } else {
+                        poll_interval
+                    }
                 }
-                Ok(false) | Err(_) => {
+                Ok(Drained::Failed) | Err(_) => {
                     failures += 1;
                     // Back off while the broker or database misbehaves.
                     Duration::from_millis((100u64 << failures.min(7)).min(10_000))
@@ -197,14 +209,19 @@ impl Relay {
         infra::outbox::measure_backlog(&self.pool, &self.source).await
     }
 
-    /// Publishes batches until one comes back short. `Ok(false)` when some
+    /// Publishes batches until one comes back short, or until some
     /// messages failed and the caller should back off.
-    async fn drain(&self) -> anyhow::Result<bool> {
+    async fn drain(&self) -> anyhow::Result<Drained> {
+        let mut published = 0;
         loop {
             match self.publish_batch().await {
-                Ok(outcome) if outcome.failed > 0 => return Ok(false),
-                Ok(outcome) if outcome.claimed < self.batch_size as usize => return Ok(true),
-                Ok(_) => continue,
+                Ok(outcome) if outcome.failed > 0 => return Ok(Drained::Failed),
+                Ok(outcome) => {
+                    published += outcome.published;
+                    if outcome.claimed < self.batch_size as usize {
+                        return Ok(Drained::Empty { published });
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = ?e, source = %self.source, "relay batch failed");
                     return Err(e);
@@ -212,6 +229,19 @@ impl Relay {
             }
         }
     }
+}
+
+/// How long the relay keeps polling quickly after publishing something.
+pub const HOT_WINDOW: Duration = Duration::from_millis(500);
+/// The poll interval within [`HOT_WINDOW`].
+pub const HOT_POLL: Duration = Duration::from_millis(5);
+
+/// How a drain ended.
+enum Drained {
+    /// The outbox had no more rows to claim.
+    Empty { published: usize },
+    /// Some messages were not confirmed.
+    Failed,
 }
 
 /// The span of one event's publish and the `traceparent` its message

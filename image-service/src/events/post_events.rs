@@ -1,18 +1,21 @@
 //! Handles messages from `image-service.post-events`.
-use crate::processing::{post_owner, Applied, Processor};
+use crate::processing::{Applied, BuildQueue, Processor};
 use infra::{
     amqp::{header_str, Handler, Outcome},
     trace_context::{TraceParent, TRACEPARENT},
 };
 use lapin::message::Delivery;
 use proto::{
-    Envelope, Event, PostCreated, PostDeleted, PostId, PostRolledBack, PostUpdated, RawEnvelope,
+    Envelope, Event, ImageId, PostCreated, PostDeleted, PostRolledBack, PostUpdated, RawEnvelope,
 };
 use std::sync::Arc;
 use tracing::Instrument;
 
 pub struct PostEventsHandler {
     pub processor: Arc<Processor>,
+    /// Where attached images go to be built; the event is acknowledged
+    /// without waiting for their variants.
+    pub builds: BuildQueue,
 }
 
 impl Handler for PostEventsHandler {
@@ -49,37 +52,31 @@ impl Handler for PostEventsHandler {
 
 impl PostEventsHandler {
     async fn dispatch(&self, raw: RawEnvelope, trace: TraceParent) -> Outcome {
-        let (applied, post) = match self.apply(raw, &trace).await {
+        let (applied, attached) = match self.apply(raw, &trace).await {
             Ok(done) => done,
             Err(outcome) => return outcome,
         };
-        let duplicate = matches!(applied, Ok(Applied::Duplicate));
-        match applied {
+        let outcome = match applied {
             Ok(Applied::Early { expected }) => {
                 return Outcome::Defer(format!("waiting for sequence {expected} of this post"));
             }
             Err(e) => return Outcome::Retry(format!("{e:#}")),
-            Ok(Applied::Yes | Applied::Duplicate) => {}
-        }
-        // Build whatever the post's images still lack, also after a
-        // duplicate: the first delivery may have crashed mid-way.
-        let outcome = match post {
-            Some(post) => self.process(post, &trace).await,
-            None => Outcome::Done,
+            Ok(Applied::Yes) => Outcome::Done,
+            Ok(Applied::Duplicate) => Outcome::Duplicate,
         };
-        match outcome {
-            Outcome::Done if duplicate => Outcome::Duplicate,
-            outcome => outcome,
-        }
+        // Also after a duplicate: the first delivery may have crashed before
+        // the builds started. Images already built are skipped.
+        self.builds.push(&attached, &trace);
+        outcome
     }
 
-    /// Applies the event's state change; returns the post whose images may
-    /// need building. `Err` is the outcome for an event that cannot be read.
+    /// Applies the event's state change; returns the images it attached,
+    /// which may need building. `Err` is the outcome for an event that cannot be read.
     async fn apply(
         &self,
         raw: RawEnvelope,
         trace: &TraceParent,
-    ) -> Result<(anyhow::Result<Applied>, Option<PostId>), Outcome> {
+    ) -> Result<(anyhow::Result<Applied>, Vec<ImageId>), Outcome> {
         let processor = &self.processor;
         Ok(match raw.event_type.as_str() {
             PostCreated::TYPE => {
@@ -87,18 +84,21 @@ impl PostEventsHandler {
                 let d = &e.data;
                 let applied =
                     processor.apply_post_images(&e, d.post_id, &d.author_id, &d.image_ids, trace);
-                (applied.await, Some(d.post_id))
+                (applied.await, d.image_ids.clone())
             }
             PostUpdated::TYPE => {
                 let e = decode::<PostUpdated>(raw)?;
                 let d = &e.data;
                 let applied =
                     processor.apply_post_images(&e, d.post_id, &d.author_id, &d.image_ids, trace);
-                (applied.await, Some(d.post_id))
+                (applied.await, d.image_ids.clone())
             }
             PostDeleted::TYPE => {
                 let e = decode::<PostDeleted>(raw)?;
-                (processor.apply_post_deleted(&e, e.data.post_id).await, None)
+                (
+                    processor.apply_post_deleted(&e, e.data.post_id).await,
+                    vec![],
+                )
             }
             PostRolledBack::TYPE => {
                 let e = decode::<PostRolledBack>(raw)?;
@@ -106,18 +106,11 @@ impl PostEventsHandler {
                     processor
                         .apply_post_rolled_back(&e, &e.data.image_ids)
                         .await,
-                    None,
+                    vec![],
                 )
             }
             other => return Err(Outcome::DeadLetter(format!("unknown event type `{other}`"))),
         })
-    }
-
-    async fn process(&self, post: PostId, trace: &TraceParent) -> Outcome {
-        match self.processor.process_owner(&post_owner(post), trace).await {
-            Ok(()) => Outcome::Done,
-            Err(e) => Outcome::Retry(format!("{e:#}")),
-        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! are deterministic, so rebuilding only overwrites identical objects.
 mod avif;
 mod lifecycle;
+mod queue;
 
 use crate::{
     domain::{ImageRecord, ProcessStatus},
@@ -16,6 +17,7 @@ use anyhow::Context;
 use infra::trace_context::TraceParent;
 pub use lifecycle::Applied;
 use proto::{ImageId, ImageProcessed, Owner, OwnerType, ProcessOutcome, Variant};
+pub use queue::{build_queue, BuildQueue, Builder};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -78,6 +80,18 @@ impl Processor {
         else {
             return Ok(());
         };
+        self.process_claimed(record, trace).await
+    }
+
+    /// Builds, stores and records an image this worker has claimed
+    /// (`processing`); the caller holds one of [`Self::permits`]. A
+    /// transient failure hands the image back (`pending`) and is returned.
+    pub async fn process_claimed(
+        &self,
+        record: ImageRecord,
+        trace: &TraceParent,
+    ) -> anyhow::Result<()> {
+        let id = record.id;
         let started = std::time::Instant::now();
         let built = self.build_and_store(&record).await;
         let outcome = match built {

@@ -352,6 +352,25 @@ pub async fn start_processing(
     row.map(ImageRecord::try_from).transpose()
 }
 
+/// Claims the attached image that has waited longest for its build (the
+/// build queue, shared by every instance): `pending` → `processing`.
+/// `None` when nothing waits; rows other workers hold are skipped.
+pub async fn claim_next(pool: &PgPool) -> Result<Option<ImageRecord>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "UPDATE images SET process_status = 'processing', attempts = attempts + 1, updated_at = now()
+         WHERE id = (
+             SELECT id FROM images
+             WHERE state = 'attached' AND process_status = 'pending'
+             ORDER BY updated_at
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED)
+         RETURNING {COLUMNS}"
+    ))
+    .fetch_optional(pool)
+    .await?;
+    row.map(ImageRecord::try_from).transpose()
+}
+
 /// Hands a claimed image back (`processing` → `pending`) after a transient
 /// failure, so the retried event builds it at once instead of waiting for
 /// the claim to look stalled.

@@ -35,6 +35,10 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     // Tests sweep deterministically through `TestApp::sweeper`; a background
     // sweep would race them for the rows they expire.
     settings.sweeper.enabled = false;
+    // Tests build through `apply`; the build queue's poll would race them
+    // for the images they attach (events through the consumer still start
+    // builds at once).
+    settings.workers.queue_poll_ms = 3_600_000;
     change(&mut settings);
     let app = Application::build(settings.clone())
         .await

@@ -1,4 +1,6 @@
-use crate::helpers::{apply, apply_created, post_created, read_corpus, spawn_app, TestApp};
+use crate::helpers::{
+    apply, apply_created, post_created, read_corpus, spawn_app, spawn_app_with, TestApp,
+};
 use image_service::processing::Applied;
 use proto::{Envelope, ImageId, PostDeleted};
 use serde_json::Value;
@@ -309,5 +311,33 @@ async fn a_transient_storage_failure_hands_the_image_back_for_the_retry() {
     // The redelivered event, with storage back, builds it at once.
     apply_created(&app.processor(), &event).await;
     assert_eq!(app.get_image(&id).await["process_status"], "ready");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_build_queue_builds_attached_images_that_no_event_handed_to_it() {
+    // As after a crash between the attach commit and the build: the image
+    // waits as `pending` in the table, and the queue's poll finds it.
+    let app = spawn_app_with(|s| s.workers.queue_poll_ms = 50).await;
+    let id = app.upload_ok("alice", read_corpus("odd/hopper.jpg")).await;
+    let event = post_created("alice", &[&id]);
+    let d = &event.data;
+    let trace = infra::trace_context::TraceParent::new_root();
+    app.processor()
+        .apply_post_images(&event, d.post_id, &d.author_id, &d.image_ids, &trace)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let image = loop {
+        let image = app.get_image(&id).await;
+        if image["process_status"] == "ready" {
+            break image;
+        }
+        assert!(std::time::Instant::now() < deadline, "not built: {image}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(image["attempts"], 1, "built once: {image}");
+    assert_eq!(image["variants"].as_array().unwrap().len(), 3);
+    assert_eq!(outbox(&app).await.len(), 1, "one report");
     app.stop().await;
 }

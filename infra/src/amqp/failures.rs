@@ -138,7 +138,7 @@ fn attempts_so_far(delivery: &Delivery) -> i64 {
 }
 
 /// 80–100 % of `delay`, so messages that failed together do not return together.
-fn jittered(delay: Duration) -> Duration {
+pub fn jittered(delay: Duration) -> Duration {
     let spread = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
     delay.mul_f64(0.8 + 0.2 * spread)
 }

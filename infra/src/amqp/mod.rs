@@ -3,6 +3,7 @@
 //! through delay queues and dead letters.
 mod consumer;
 mod failures;
+pub use failures::jittered;
 
 pub use consumer::{consume, consume_forever, consumer_name, ConsumerOptions, Handler, Outcome};
 

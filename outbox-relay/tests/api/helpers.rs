@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 /// A relay over a fresh database and a fresh vhost with the topology declared.
 pub struct TestRelay {
     pub pool: PgPool,
-    pub relay: Relay,
+    pub relay: std::sync::Arc<Relay>,
     pub amqp_url: String,
     pub connection: Connection,
     pub channel: Channel,
@@ -32,7 +32,7 @@ pub async fn spawn_relay() -> TestRelay {
     let publisher = infra::amqp::Publisher::new(&connection)
         .await
         .expect("publisher");
-    let relay = Relay::new(pool.clone(), publisher, 50, "test".into());
+    let relay = std::sync::Arc::new(Relay::new(pool.clone(), publisher, 50, "test".into()));
     TestRelay {
         pool,
         relay,
@@ -42,7 +42,50 @@ pub async fn spawn_relay() -> TestRelay {
     }
 }
 
+/// A relay loop running in the background.
+pub struct Background {
+    cancel: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Background {
+    /// Stops the loop; it must have ended without an error.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
 impl TestRelay {
+    /// Runs the relay's loop with `poll` as its poll interval.
+    pub fn run_in_background(&self, poll: Duration) -> Background {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (relay, token) = (self.relay.clone(), cancel.clone());
+        let handle = tokio::spawn(async move { relay.run(poll, token).await });
+        Background { cancel, handle }
+    }
+
+    /// Waits until no row of the outbox is unpublished.
+    pub async fn wait_drained(&self, deadline: Duration) {
+        let pool = self.pool.clone();
+        eventually("outbox drained", deadline, || {
+            let pool = pool.clone();
+            async move {
+                let left: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                if left == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{left} unpublished"))
+                }
+            }
+        })
+        .await;
+    }
+
     /// Writes a `post.created` event in its own, still open transaction.
     pub async fn open_event(&self) -> (sqlx::Transaction<'static, sqlx::Postgres>, uuid::Uuid) {
         let mut tx = self.pool.begin().await.unwrap();

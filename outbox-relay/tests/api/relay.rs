@@ -1,7 +1,6 @@
-use crate::helpers::{eventually, spawn_relay};
+use crate::helpers::spawn_relay;
 use std::collections::HashSet;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn a_row_committed_after_a_later_row_was_published_is_still_published() {
@@ -35,12 +34,7 @@ async fn a_row_committed_after_a_later_row_was_published_is_still_published() {
 #[tokio::test]
 async fn concurrent_transactions_committing_out_of_order_are_all_published_exactly_once() {
     let app = spawn_relay().await;
-    let cancel = CancellationToken::new();
-    let relay = std::sync::Arc::new(app.relay);
-    let background = {
-        let (relay, cancel) = (relay.clone(), cancel.clone());
-        tokio::spawn(async move { relay.run(Duration::from_millis(50), cancel).await })
-    };
+    let background = app.run_in_background(Duration::from_millis(50));
 
     // Open every transaction first (positions 0..n in order), then commit
     // them in a scrambled order while the relay runs.
@@ -68,32 +62,9 @@ async fn concurrent_transactions_committing_out_of_order_are_all_published_exact
         tokio::task::yield_now().await;
     }
 
-    let pool = app.pool.clone();
-    eventually("outbox drained", Duration::from_secs(20), || {
-        let pool = pool.clone();
-        async move {
-            let left: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-            if left == 0 {
-                Ok(())
-            } else {
-                Err(format!("{left} unpublished"))
-            }
-        }
-    })
-    .await;
-    cancel.cancel();
-    background.await.unwrap().unwrap();
-
-    let helper = crate::helpers::TestRelay {
-        relay: std::sync::Arc::try_unwrap(relay)
-            .ok()
-            .expect("relay released"),
-        ..app
-    };
+    app.wait_drained(Duration::from_secs(20)).await;
+    background.stop().await;
+    let helper = app;
     let received = helper.drain_queue().await;
     let unique: HashSet<_> = received.iter().copied().collect();
     assert_eq!(
@@ -104,6 +75,31 @@ async fn concurrent_transactions_committing_out_of_order_are_all_published_exact
     );
     assert_eq!(unique, expected, "every committed event published");
     assert_eq!(helper.unpublished().await, 0);
+    helper.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_writes_is_published_without_waiting_for_the_poll() {
+    // Writers notify at most once per 10 ms, so most of a burst commits
+    // without a notification; the relay must find those rows by polling
+    // quickly after each batch, not an hour later.
+    let app = spawn_relay().await;
+    let background = app.run_in_background(Duration::from_secs(3600));
+    let pool = app.pool.clone();
+    for _ in 0..50 {
+        let mut tx = pool.begin().await.unwrap();
+        let event = proto::PostCreated {
+            post_id: proto::PostId::new(),
+            author_id: proto::UserId("u".into()),
+            image_ids: vec![],
+        };
+        infra::outbox::write(&mut tx, &event, None).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    app.wait_drained(Duration::from_secs(10)).await;
+    background.stop().await;
+    let helper = app;
+    assert_eq!(helper.drain_queue().await.len(), 50, "each event once");
     helper.cleanup().await;
 }
 
