@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test (unit, integration, end-to-end) against real PostgreSQL,
 # RabbitMQ and S3, starting whatever is missing first. Also checks formatting
-# and lints, and validates the deployment manifests. Extra arguments go to
-# `cargo nextest run`.
+# and lints, validates the deployment manifests, and runs the benchmark
+# suite's smoke mode (bench/run --smoke). Extra arguments go to
+# `cargo nextest run` (and skip the smoke run).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-case "${1:-}" in -h|--help) sed -n '2,5p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,6p' "$0"; exit 0 ;; esac
 
 "$LOCAL_DIR/services.sh"
 cd "$REPO_ROOT"
@@ -39,3 +40,7 @@ log "deploy manifests (Kubernetes schemas, compose, settings coverage)"
 "$REPO_ROOT/deploy/check-manifests.sh"
 log "cargo nextest run"
 cargo nextest run --workspace --all-features --no-fail-fast "$@"
+if [ $# -eq 0 ]; then
+  log "bench/run --smoke (the benchmark table, a few seconds of load; no timing asserted)"
+  "$REPO_ROOT/bench/run" --smoke
+fi

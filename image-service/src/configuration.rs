@@ -19,6 +19,7 @@ pub struct Settings {
     pub workers: WorkerSettings,
     pub sweeper: SweepSettings,
     pub log: LogSettings,
+    pub shutdown: infra::shutdown::ShutdownSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -259,6 +260,7 @@ impl settings::Settings for Settings {
             "Abandoned files are deleted after this many seconds.",
         ),
         ("sweeper.batch_size", "Files deleted per sweep batch."),
+        infra::shutdown::ShutdownSettings::DOCS,
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
         (

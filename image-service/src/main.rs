@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = infra::telemetry::init("image-service", &settings.log);
     match rest.first().map(String::as_str) {
         None => {
-            let cancel = infra::shutdown::on_signal();
+            let cancel = infra::shutdown::on_signal(settings.shutdown.grace());
             Application::build(settings)
                 .await?
                 .run_until_stopped(cancel)

@@ -2,7 +2,7 @@
 use crate::{
     configuration::Settings,
     events::PostEventsHandler,
-    processing::{build_queue, Processor},
+    processing::{build_queue, BuildThreads, Processor},
     routes::{self, AppState},
     storage::ObjectStore,
     sweeper::Sweeper,
@@ -64,6 +64,7 @@ impl Application {
             permits: Arc::new(tokio::sync::Semaphore::new(
                 settings.workers.images_in_flight(),
             )),
+            threads: BuildThreads::new(settings.workers.images_in_flight()),
         });
         let sweeper = Arc::new(Sweeper {
             pool: pool.clone(),
@@ -193,14 +194,20 @@ impl Application {
     }
 }
 
+/// Ready images without AVIF variants are left alone this long (their
+/// AVIF step may still be running).
+const AVIF_BACKFILL_AFTER_SECS: i64 = 300;
+
 async fn resume_stalled(processor: &Processor, cancel: CancellationToken) {
     let after = crate::store::images::STALLED_AFTER_SECS;
     while !cancel.is_cancelled() {
+        // The build queue also takes stalled images over; this catches
+        // them where no builder polls (queue polling turned far down).
         if let Err(e) = processor.resume_stalled(after).await {
             tracing::error!(error = ?e, "resuming stalled images failed");
         }
         // A few per minute, so turning AVIF on does not starve new images.
-        if let Err(e) = processor.backfill_avif(after, 5).await {
+        if let Err(e) = processor.backfill_avif(AVIF_BACKFILL_AFTER_SECS, 5).await {
             tracing::error!(error = ?e, "building missing AVIF variants failed");
         }
         tokio::select! {

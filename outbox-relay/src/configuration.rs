@@ -11,6 +11,7 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub dead_letters: DeadLetterSettings,
     pub log: LogSettings,
+    pub shutdown: infra::shutdown::ShutdownSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +136,7 @@ impl settings::Settings for Settings {
             "dead_letters.retention_days",
             "Replayed and discarded dead letters are deleted after this many days.",
         ),
+        infra::shutdown::ShutdownSettings::DOCS,
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
         (

@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     let _telemetry = infra::telemetry::init("outbox-relay", &settings.log);
-    let cancel = infra::shutdown::on_signal();
+    let cancel = infra::shutdown::on_signal(settings.shutdown.grace());
     Application::build(settings)
         .await?
         .run_until_stopped(cancel)

@@ -165,7 +165,7 @@ impl Relay {
         let mut failures = 0u32;
         let mut hot_until = tokio::time::Instant::now();
         while !cancel.is_cancelled() {
-            let drained = self.drain().await;
+            let drained = self.drain(&cancel).await;
             if let Err(e) = self.measure_backlog().await {
                 tracing::warn!(error = %e, "could not measure the outbox backlog");
             }
@@ -210,15 +210,17 @@ impl Relay {
     }
 
     /// Publishes batches until one comes back short, or until some
-    /// messages failed and the caller should back off.
-    async fn drain(&self) -> anyhow::Result<Drained> {
+    /// messages failed and the caller should back off. When `cancel` fires
+    /// it stops after the batch in flight: that batch's confirms are awaited
+    /// and its rows marked, so a stop publishes nothing twice.
+    async fn drain(&self, cancel: &CancellationToken) -> anyhow::Result<Drained> {
         let mut published = 0;
         loop {
             match self.publish_batch().await {
                 Ok(outcome) if outcome.failed > 0 => return Ok(Drained::Failed),
                 Ok(outcome) => {
                     published += outcome.published;
-                    if outcome.claimed < self.batch_size as usize {
+                    if outcome.claimed < self.batch_size as usize || cancel.is_cancelled() {
                         return Ok(Drained::Empty { published });
                     }
                 }

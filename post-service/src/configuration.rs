@@ -11,6 +11,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub images: ImageLinkSettings,
     pub log: LogSettings,
+    pub shutdown: infra::shutdown::ShutdownSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +108,7 @@ impl settings::Settings for Settings {
             "images.public_base_url",
             "Public base URL of the image service, used in original_url.",
         ),
+        infra::shutdown::ShutdownSettings::DOCS,
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
         (

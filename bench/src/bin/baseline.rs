@@ -33,6 +33,9 @@ async fn main() -> anyhow::Result<()> {
     let port: u16 = env("BASELINE_PORT", "8090").parse()?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(20)
+        // Requests queue for a connection rather than fail: holding one
+        // through the whole upload is the design measured here.
+        .acquire_timeout(std::time::Duration::from_secs(600))
         .connect(&env(
             "BASELINE_DATABASE_URL",
             "postgres://postgres@127.0.0.1:5432/baseline",

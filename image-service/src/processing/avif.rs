@@ -79,15 +79,17 @@ impl Processor {
         resized: Vec<Resized>,
         settings: avif::AvifSettings,
     ) -> anyhow::Result<()> {
-        let encoded = tokio::task::spawn_blocking(move || {
-            resized
-                .into_iter()
-                .map(|r| avif::encode(&r, settings).map(|bytes| (r, bytes)))
-                .collect::<Result<Vec<_>, String>>()
-        })
-        .await
-        .map_err(|panic| anyhow::anyhow!("the AVIF encoder crashed: {panic}"))?
-        .map_err(anyhow::Error::msg)?;
+        let encoded = self
+            .threads
+            .run(move || {
+                resized
+                    .into_iter()
+                    .map(|r| avif::encode(&r, settings).map(|bytes| (r, bytes)))
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .await
+            .map_err(|panic| anyhow::anyhow!("the AVIF encoder crashed: {panic}"))?
+            .map_err(anyhow::Error::msg)?;
         let uploads = encoded.iter().map(|(r, bytes)| {
             let key = storage::variant_key(id, &r.name, "avif");
             async move { self.store.put(&key, bytes.clone(), "image/avif").await }

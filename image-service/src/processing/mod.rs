@@ -5,6 +5,7 @@
 mod avif;
 mod lifecycle;
 mod queue;
+mod threads;
 
 use crate::{
     domain::{ImageRecord, ProcessStatus},
@@ -20,6 +21,7 @@ use proto::{ImageId, ImageProcessed, Owner, OwnerType, ProcessOutcome, Variant};
 pub use queue::{build_queue, BuildQueue, Builder};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::sync::Arc;
+pub use threads::BuildThreads;
 use tokio::sync::Semaphore;
 
 pub struct Processor {
@@ -33,6 +35,8 @@ pub struct Processor {
     pub public_base_url: String,
     /// Bounds the images in flight, and so memory and CPU use.
     pub permits: Arc<Semaphore>,
+    /// Where decoding, resizing and encoding run (one thread per permit).
+    pub threads: BuildThreads,
 }
 
 impl Processor {
@@ -93,7 +97,19 @@ impl Processor {
     ) -> anyhow::Result<()> {
         let id = record.id;
         let started = std::time::Instant::now();
-        let built = self.build_and_store(&record).await;
+        let heartbeat = async {
+            let every = std::time::Duration::from_secs(images::HEARTBEAT_SECS);
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = images::touch_processing(&self.pool, id).await {
+                    tracing::warn!(error = %e, "build heartbeat not recorded");
+                }
+            }
+        };
+        let built = tokio::select! {
+            built = self.build_and_store(&record) => built,
+            never = heartbeat => never,
+        };
         let outcome = match built {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -205,12 +221,14 @@ impl Processor {
         };
         let (presets, quality, limits) = (self.presets.clone(), self.webp_quality, self.limits);
         let span = tracing::Span::current();
-        let built = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                pipeline::build_variants(&original.bytes, format, &presets, quality, &limits)
+        let built = self
+            .threads
+            .run(move || {
+                span.in_scope(|| {
+                    pipeline::build_variants(&original.bytes, format, &presets, quality, &limits)
+                })
             })
-        })
-        .await;
+            .await;
         Ok(match built {
             Ok(built) => built,
             Err(panic) => Err(format!("the decoder crashed: {panic}")),

@@ -327,9 +327,24 @@ pub async fn unprocessed_of_owner(
     rows.into_iter().map(ImageRecord::try_from).collect()
 }
 
-/// How long an attempt may stay `processing` before another worker may
-/// take the image over (its worker is presumed dead).
-pub const STALLED_AFTER_SECS: i64 = 300;
+/// How long an attempt may stay `processing` without a heartbeat before
+/// another worker may take the image over (its worker is presumed dead).
+pub const STALLED_AFTER_SECS: i64 = 30;
+
+/// How often a worker marks the image it builds as still in hand.
+pub const HEARTBEAT_SECS: u64 = 10;
+
+/// The heartbeat of a build in progress: keeps the claim from looking
+/// stalled however long the build takes.
+pub async fn touch_processing(pool: &PgPool, id: ImageId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE images SET updated_at = now() WHERE id = $1 AND process_status = 'processing'",
+    )
+    .bind(id.0)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
 
 /// Claims the image for an attempt: `pending`, or `processing` for longer
 /// than [`STALLED_AFTER_SECS`]. `None` when there is nothing to do or another
@@ -353,19 +368,25 @@ pub async fn start_processing(
 }
 
 /// Claims the attached image that has waited longest for its build (the
-/// build queue, shared by every instance): `pending` → `processing`.
-/// `None` when nothing waits; rows other workers hold are skipped.
+/// build queue, shared by every instance): `pending`, or `processing`
+/// without a heartbeat for [`STALLED_AFTER_SECS`] (its worker died), →
+/// `processing`. `None` when nothing waits; rows other workers hold are
+/// skipped.
 pub async fn claim_next(pool: &PgPool) -> Result<Option<ImageRecord>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(&format!(
         "UPDATE images SET process_status = 'processing', attempts = attempts + 1, updated_at = now()
          WHERE id = (
              SELECT id FROM images
-             WHERE state = 'attached' AND process_status = 'pending'
+             WHERE state = 'attached'
+               AND (process_status = 'pending'
+                    OR (process_status = 'processing'
+                        AND updated_at < now() - make_interval(secs => $1)))
              ORDER BY updated_at
              LIMIT 1
              FOR UPDATE SKIP LOCKED)
          RETURNING {COLUMNS}"
     ))
+    .bind(STALLED_AFTER_SECS as f64)
     .fetch_optional(pool)
     .await?;
     row.map(ImageRecord::try_from).transpose()

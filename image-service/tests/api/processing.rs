@@ -327,17 +327,44 @@ async fn the_build_queue_builds_attached_images_that_no_event_handed_to_it() {
         .apply_post_images(&event, d.post_id, &d.author_id, &d.image_ids, &trace)
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let image = loop {
-        let image = app.get_image(&id).await;
-        if image["process_status"] == "ready" {
-            break image;
-        }
-        assert!(std::time::Instant::now() < deadline, "not built: {image}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let image = ready_within_30s(&app, &id).await;
     assert_eq!(image["attempts"], 1, "built once: {image}");
     assert_eq!(image["variants"].as_array().unwrap().len(), 3);
     assert_eq!(outbox(&app).await.len(), 1, "one report");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn the_build_queue_takes_over_an_image_whose_builder_stopped_beating() {
+    // As after a kill -9 mid-build: attached, `processing`, and no
+    // heartbeat for a minute (one statement, so the queue never sees it
+    // pending).
+    let app = spawn_app_with(|s| s.workers.queue_poll_ms = 50).await;
+    let id = app.upload_ok("alice", read_corpus("odd/hopper.jpg")).await;
+    sqlx::query(
+        "UPDATE images SET state = 'attached', owner_type = 'post', owner_id = $2,
+             process_status = 'processing', attempts = 1, updated_at = now() - interval '1 minute'
+         WHERE id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(&id).unwrap())
+    .bind(uuid::Uuid::now_v7())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let image = ready_within_30s(&app, &id).await;
+    assert_eq!(image["attempts"], 2, "one more attempt: {image}");
+    app.stop().await;
+}
+
+/// Polls the image until it is `ready`; fails with the last view after 30 s.
+async fn ready_within_30s(app: &TestApp, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let image = app.get_image(id).await;
+        if image["process_status"] == "ready" {
+            return image;
+        }
+        assert!(std::time::Instant::now() < deadline, "not built: {image}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
