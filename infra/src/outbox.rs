@@ -75,35 +75,30 @@ pub async fn write<E: Event>(
     let own = traceparent.and(TraceParent::of_span(&tracing::Span::current()));
     let traceparent = own.as_ref().or(traceparent);
     let aggregate_id = event.aggregate_id();
-    let sequence: i64 = sqlx::query_scalar(
-        "INSERT INTO outbox_sequences (aggregate_type, aggregate_id, last_sequence)
-         VALUES ($1, $2, 1)
-         ON CONFLICT (aggregate_type, aggregate_id)
-         DO UPDATE SET last_sequence = outbox_sequences.last_sequence + 1
-         RETURNING last_sequence",
-    )
-    .bind(E::AGGREGATE_TYPE)
-    .bind(aggregate_id)
-    .fetch_one(&mut **tx)
-    .await?;
-
     let id = EventId::new();
     tracing::Span::current().record("event_id", tracing::field::display(id));
     let data = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "INSERT INTO outbox
-            (id, event_type, version, aggregate_type, aggregate_id, sequence, data, traceparent)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    // The aggregate's next sequence and the row, in one round trip.
+    let sequence: i64 = sqlx::query_scalar(
+        "WITH next AS (
+             INSERT INTO outbox_sequences (aggregate_type, aggregate_id, last_sequence)
+             VALUES ($4, $5, 1)
+             ON CONFLICT (aggregate_type, aggregate_id)
+             DO UPDATE SET last_sequence = outbox_sequences.last_sequence + 1
+             RETURNING last_sequence)
+         INSERT INTO outbox
+             (id, event_type, version, aggregate_type, aggregate_id, sequence, data, traceparent)
+         SELECT $1, $2, $3, $4, $5, next.last_sequence, $6, $7 FROM next
+         RETURNING sequence",
     )
     .bind(id.0)
     .bind(E::TYPE)
     .bind(E::VERSION as i32)
     .bind(E::AGGREGATE_TYPE)
     .bind(aggregate_id)
-    .bind(sequence)
     .bind(data)
     .bind(traceparent.map(ToString::to_string))
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
 
     // Delivered at commit (and dropped on rollback), waking the relay at once.

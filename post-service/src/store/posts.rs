@@ -5,25 +5,46 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::collections::HashMap;
 use uuid::Uuid;
 
+/// Inserts a post and its images (all `processing`) in one statement and
+/// returns it as stored.
 pub async fn insert_post(
     tx: &mut Transaction<'_, Postgres>,
     id: PostId,
     author: &UserId,
     post: &NewPost,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO posts (id, author_id, title, body) VALUES ($1, $2, $3, $4)")
-        .bind(id.0)
-        .bind(&author.0)
-        .bind(&post.title)
-        .bind(&post.body)
-        .execute(&mut **tx)
-        .await?;
-    let images: Vec<PostImage> = post
-        .image_ids
-        .iter()
-        .map(|&id| PostImage::processing(id))
-        .collect();
-    insert_images(tx, id, &images).await
+) -> Result<Post, sqlx::Error> {
+    let ids: Vec<Uuid> = post.image_ids.iter().map(|i| i.0).collect();
+    let (version, created_at, updated_at): (i64, DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+        "WITH post AS (
+             INSERT INTO posts (id, author_id, title, body) VALUES ($1, $2, $3, $4)
+             RETURNING version, created_at, updated_at),
+         images AS (
+             INSERT INTO post_images (post_id, image_id, position, status, variants, error, placeholder)
+             SELECT $1, t.image_id, (t.ordinality - 1)::int, 'processing', '[]'::jsonb, NULL, NULL
+             FROM unnest($5::uuid[]) WITH ORDINALITY AS t(image_id, ordinality))
+         SELECT version, created_at, updated_at FROM post",
+    )
+    .bind(id.0)
+    .bind(&author.0)
+    .bind(&post.title)
+    .bind(&post.body)
+    .bind(&ids)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Post {
+        id,
+        author: author.clone(),
+        title: post.title.clone(),
+        body: post.body.clone(),
+        version,
+        created_at,
+        updated_at,
+        images: post
+            .image_ids
+            .iter()
+            .map(|&id| PostImage::processing(id))
+            .collect(),
+    })
 }
 
 /// Writes the image list in order (positions 0..n).

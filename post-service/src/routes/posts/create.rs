@@ -111,7 +111,7 @@ async fn create_in_transaction(
             }
         }
     }
-    posts::insert_post(&mut tx, id, &caller.user, new)
+    let post = posts::insert_post(&mut tx, id, &caller.user, new)
         .await
         .context("insert post")?;
     let event = PostCreated {
@@ -122,10 +122,6 @@ async fn create_in_transaction(
     infra::outbox::write(&mut tx, &event, Some(trace))
         .await
         .context("write post.created")?;
-    let post = posts::lock(&mut tx, id)
-        .await
-        .context("read created post")?
-        .context("created post vanished")?;
     let body =
         serde_json::to_value(view(&post, &state.image_base_url)).context("serialise the post")?;
     if let Some(key) = key {
