@@ -260,7 +260,10 @@ impl settings::Settings for Settings {
             "Abandoned files are deleted after this many seconds.",
         ),
         ("sweeper.batch_size", "Files deleted per sweep batch."),
-        infra::shutdown::ShutdownSettings::DOCS,
+        (
+            "shutdown.grace_secs",
+            "Seconds from SIGTERM until the program exits (code 1) even if work is still in flight; keep it below the orchestrator's kill timeout.",
+        ),
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
         (

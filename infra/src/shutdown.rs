@@ -20,12 +20,6 @@ impl Default for ShutdownSettings {
 }
 
 impl ShutdownSettings {
-    /// The settings' documentation lines, for each program's `DOCS`.
-    pub const DOCS: (&'static str, &'static str) = (
-        "shutdown.grace_secs",
-        "Seconds from SIGTERM until the program exits (code 1) even if work is still in flight; keep it below the orchestrator's kill timeout.",
-    );
-
     pub fn grace(&self) -> Duration {
         Duration::from_secs(self.grace_secs)
     }

@@ -136,7 +136,10 @@ impl settings::Settings for Settings {
             "dead_letters.retention_days",
             "Replayed and discarded dead letters are deleted after this many days.",
         ),
-        infra::shutdown::ShutdownSettings::DOCS,
+        (
+            "shutdown.grace_secs",
+            "Seconds from SIGTERM until the program exits (code 1) even if work is still in flight; keep it below the orchestrator's kill timeout.",
+        ),
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
         (

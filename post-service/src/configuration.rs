@@ -108,7 +108,10 @@ impl settings::Settings for Settings {
             "images.public_base_url",
             "Public base URL of the image service, used in original_url.",
         ),
-        infra::shutdown::ShutdownSettings::DOCS,
+        (
+            "shutdown.grace_secs",
+            "Seconds from SIGTERM until the program exits (code 1) even if work is still in flight; keep it below the orchestrator's kill timeout.",
+        ),
         ("log.format", "auto, json or text."),
         ("log.filter", "tracing filter directives (RUST_LOG wins)."),
         (
