@@ -204,11 +204,11 @@ async fn resume_stalled(processor: &Processor, cancel: CancellationToken) {
         // The build queue also takes stalled images over; this catches
         // them where no builder polls (queue polling turned far down).
         if let Err(e) = processor.resume_stalled(after).await {
-            tracing::error!(error = ?e, "resuming stalled images failed");
+            tracing::error!(error = %format_args!("{e:#}"), "resuming stalled images failed");
         }
         // A few per minute, so turning AVIF on does not starve new images.
         if let Err(e) = processor.backfill_avif(AVIF_BACKFILL_AFTER_SECS, 5).await {
-            tracing::error!(error = ?e, "building missing AVIF variants failed");
+            tracing::error!(error = %format_args!("{e:#}"), "building missing AVIF variants failed");
         }
         tokio::select! {
             _ = cancel.cancelled() => break,

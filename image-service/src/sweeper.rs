@@ -143,7 +143,7 @@ impl Sweeper {
                     Ok(n) if n as u32 >= self.settings.batch_size => continue,
                     Ok(_) => break,
                     Err(e) => {
-                        tracing::error!(error = ?e, "sweep failed; retrying next interval");
+                        tracing::error!(error = %format_args!("{e:#}"), "sweep failed; retrying next interval");
                         break;
                     }
                 }

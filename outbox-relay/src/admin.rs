@@ -61,7 +61,7 @@ impl ResponseError for AdminError {
 
     fn error_response(&self) -> HttpResponse {
         if let AdminError::Unexpected(e) = self {
-            tracing::error!(error = ?e, "admin request failed");
+            tracing::error!(error = %format_args!("{e:#}"), "admin request failed");
         }
         self.problem().to_response()
     }

@@ -225,7 +225,7 @@ impl Relay {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = ?e, source = %self.source, "relay batch failed");
+                    tracing::error!(error = %format_args!("{e:#}"), source = %self.source, "relay batch failed");
                     return Err(e);
                 }
             }

@@ -119,7 +119,7 @@ async fn run_relays(
             Err(e) => {
                 attempt += 1;
                 let delay = Duration::from_millis((200u64 << attempt.min(6)).min(10_000));
-                tracing::error!(error = ?e, delay_ms = delay.as_millis() as u64, "relay stopped; restarting");
+                tracing::error!(error = %format_args!("{e:#}"), delay_ms = delay.as_millis() as u64, "relay stopped; restarting");
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}

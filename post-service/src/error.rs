@@ -54,7 +54,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let ApiError::Unexpected(e) = self {
-            tracing::error!(error = ?e, "request failed");
+            tracing::error!(error = %format_args!("{e:#}"), "request failed");
         }
         self.problem().to_response()
     }

@@ -14,7 +14,7 @@ impl ToSrgb {
     /// one that cannot be parsed (then the pixels are taken as sRGB).
     pub fn from_icc(icc: Option<&[u8]>, alpha: bool) -> Option<Self> {
         let profile = ColorProfile::new_from_slice(icc?)
-            .inspect_err(|e| tracing::debug!(error = ?e, "ignoring unreadable ICC profile"))
+            .inspect_err(|e| tracing::debug!(error = %format_args!("{e:#}"), "ignoring unreadable ICC profile"))
             .ok()?;
         if profile.color_space != DataColorSpace::Rgb {
             return None;
@@ -27,7 +27,7 @@ impl ToSrgb {
                 layout,
                 TransformOptions::default(),
             )
-            .inspect_err(|e| tracing::debug!(error = ?e, "ignoring unusable ICC profile"))
+            .inspect_err(|e| tracing::debug!(error = %format_args!("{e:#}"), "ignoring unusable ICC profile"))
             .ok()?;
         Some(Self { transform })
     }
@@ -36,7 +36,7 @@ impl ToSrgb {
     pub fn apply(&self, pixels: &mut [u8]) {
         let source = pixels.to_vec();
         if let Err(e) = self.transform.transform(&source, pixels) {
-            tracing::warn!(error = ?e, "colour conversion failed; pixels kept as decoded");
+            tracing::warn!(error = %format_args!("{e:#}"), "colour conversion failed; pixels kept as decoded");
             pixels.copy_from_slice(&source);
         }
     }

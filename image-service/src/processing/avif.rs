@@ -46,7 +46,7 @@ impl Processor {
             if let Err(e) = self.backfill_one(id, settings).await {
                 // Put at the back of the line, so one image that keeps
                 // failing does not hold up the others.
-                tracing::warn!(image_id = %id, error = ?e, "missing AVIF variants not built; trying later");
+                tracing::warn!(image_id = %id, error = %format_args!("{e:#}"), "missing AVIF variants not built; trying later");
                 images::touch(&self.pool, id)
                     .await
                     .context("requeue image")?;

@@ -172,7 +172,7 @@ impl Processor {
         if let (Some(resized), Some(settings)) = (later, self.avif) {
             // Still under the permit: AVIF work counts as this image's.
             if let Err(e) = self.build_avif(record.id, resized, settings).await {
-                tracing::warn!(error = ?e, "AVIF variants not built; WebP ones serve");
+                tracing::warn!(error = %format_args!("{e:#}"), "AVIF variants not built; WebP ones serve");
             }
         }
         Ok(())

@@ -93,7 +93,7 @@ impl Builder {
             let (record, trace) = match claimed {
                 Ok(claimed) => claimed,
                 Err(e) => {
-                    tracing::warn!(error = ?e, "claiming an image to build failed");
+                    tracing::warn!(error = %format_args!("{e:#}"), "claiming an image to build failed");
                     failures.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -106,7 +106,7 @@ impl Builder {
                     match processor.process_claimed(record, &trace).await {
                         Ok(()) => failures.store(0, Ordering::Relaxed),
                         Err(e) => {
-                            tracing::warn!(error = ?e, "build failed; the image waits for a retry");
+                            tracing::warn!(error = %format_args!("{e:#}"), "build failed; the image waits for a retry");
                             failures.fetch_add(1, Ordering::Relaxed);
                         }
                     }

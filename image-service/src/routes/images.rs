@@ -139,7 +139,7 @@ pub async fn reprocess(
     let processor = state.processor.clone();
     tokio::spawn(async move {
         if let Err(e) = processor.process_image(id, &trace).await {
-            tracing::warn!(image_id = %id, error = ?e, "reprocess failed; the stalled-image resumer retries it");
+            tracing::warn!(image_id = %id, error = %format_args!("{e:#}"), "reprocess failed; the stalled-image resumer retries it");
         }
     });
     Ok(HttpResponse::Accepted().json(view(&record, &state)))
