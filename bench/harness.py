@@ -12,6 +12,10 @@ PHOTOS = os.path.join(CORPUS, "photos")
 CACHE = os.path.expanduser("~/.cache/posts-images")
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(CACHE, "target"))
 PG = "postgres://postgres@127.0.0.1:5432"
+# The S3 server the stack uses and the directory it keeps its buckets in
+# (s3s-fs makes a bucket of each directory there).
+S3_ENDPOINT = os.environ.get("BENCH_S3_ENDPOINT", "http://127.0.0.1:9000")
+S3_DATA = os.environ.get("BENCH_S3_DATA", os.path.join(CACHE, "s3-data"))
 RABBIT_API = "http://127.0.0.1:15672/api"
 
 
@@ -113,7 +117,7 @@ class Stack:
         rabbit("PUT", "/vhosts/" + self.vhost)
         rabbit("PUT", "/permissions/%s/guest" % self.vhost, {"configure": ".*", "write": ".*", "read": ".*"})
         for bucket in self.buckets.values():
-            os.makedirs(os.path.join(CACHE, "s3-data", bucket), exist_ok=True)
+            os.makedirs(os.path.join(S3_DATA, bucket), exist_ok=True)
         os.makedirs(self.logs, exist_ok=True)
         amqp = "amqp://guest:guest@127.0.0.1:5672/" + self.vhost
         secret, s3_key, s3_secret = self.env["DEV_JWT_SECRET"], self.env["S3_ACCESS_KEY"], self.env["S3_SECRET_KEY"]
@@ -124,14 +128,15 @@ class Stack:
         for i in range(self.replicas):
             self.define("image-service", i, "IMAGE_APPLICATION__PORT", IMAGE_DATABASE__URL=self.db_url("images"),
                         IMAGE_AMQP__URL=amqp, IMAGE_AUTH__JWT_SECRET=secret,
-                        IMAGE_S3__ENDPOINT="http://127.0.0.1:9000", IMAGE_S3__BUCKET=self.buckets["images"],
+                        IMAGE_S3__ENDPOINT=S3_ENDPOINT, IMAGE_S3__BUCKET=self.buckets["images"],
                         IMAGE_S3__ACCESS_KEY_ID=s3_key, IMAGE_S3__SECRET_ACCESS_KEY=s3_secret)
         for i in range(self.replicas):
             self.define("post-service", i, "POST_APPLICATION__PORT", POST_DATABASE__URL=self.db_url("posts"),
                         POST_AMQP__URL=amqp, POST_AUTH__JWT_SECRET=secret)
         if self.baseline:
             self.define("baseline", 0, "BASELINE_PORT", BASELINE_DATABASE_URL=self.db_url("baseline"),
-                        BASELINE_S3_BUCKET=self.buckets["baseline"], BASELINE_S3_ACCESS_KEY_ID=s3_key,
+                        BASELINE_S3_ENDPOINT=S3_ENDPOINT, BASELINE_S3_BUCKET=self.buckets["baseline"],
+                        BASELINE_S3_ACCESS_KEY_ID=s3_key,
                         BASELINE_S3_SECRET_ACCESS_KEY=s3_secret)
         for name in list(self.specs):
             self.start(name)
@@ -195,4 +200,4 @@ class Stack:
         except urllib.error.URLError:
             pass
         for bucket in self.buckets.values():
-            shutil.rmtree(os.path.join(CACHE, "s3-data", bucket), ignore_errors=True)
+            shutil.rmtree(os.path.join(S3_DATA, bucket), ignore_errors=True)

@@ -52,7 +52,9 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/images".into(),
-            max_connections: 10,
+            // Uploads, post-event handlers (`amqp.concurrency`) and builds
+            // share it; each holds a connection only for a short transaction.
+            max_connections: 20,
         }
     }
 }
@@ -61,7 +63,9 @@ impl Default for DatabaseSettings {
 #[serde(default)]
 pub struct AmqpSettings {
     pub url: String,
-    /// Post events handled at once.
+    /// Post events handled at once. Handlers are one short transaction
+    /// each (builds run from the build queue), so 16 keeps deliveries from
+    /// queueing in the broker when the CPU is busy with uploads.
     pub concurrency: u16,
 }
 
@@ -69,7 +73,7 @@ impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            concurrency: 4,
+            concurrency: 16,
         }
     }
 }

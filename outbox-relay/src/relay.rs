@@ -164,10 +164,15 @@ impl Relay {
         listener.listen(infra::outbox::NOTIFY_CHANNEL).await?;
         let mut failures = 0u32;
         let mut hot_until = tokio::time::Instant::now();
+        let mut measured: Option<tokio::time::Instant> = None;
         while !cancel.is_cancelled() {
             let drained = self.drain(&cancel).await;
-            if let Err(e) = self.measure_backlog().await {
-                tracing::warn!(error = %e, "could not measure the outbox backlog");
+            // Not on every hot poll: once per interval is enough for a gauge.
+            if measured.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
+                measured = Some(tokio::time::Instant::now());
+                if let Err(e) = self.measure_backlog().await {
+                    tracing::warn!(error = %e, "could not measure the outbox backlog");
+                }
             }
             if !self.publisher.channel().status().connected() {
                 // A closed channel never recovers: let the caller reconnect.
@@ -232,6 +237,9 @@ impl Relay {
         }
     }
 }
+
+/// How often the relay loop refreshes the backlog gauges.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// How long the relay keeps polling quickly after publishing something.
 pub const HOT_WINDOW: Duration = Duration::from_millis(500);

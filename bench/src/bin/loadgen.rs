@@ -1,7 +1,15 @@
-//! A closed-loop load generator for bench/run: `--clients` concurrent
-//! clients each send `--requests` requests (stopping early at
-//! `--max-seconds`) over keep-alive connections, and one JSON object with
-//! the latency distribution, requests/s and errors is printed.
+//! A load generator for bench/run: `--clients` concurrent clients each send
+//! `--requests` requests (stopping early at `--max-seconds`) over keep-alive
+//! connections, and one JSON object with the latency distribution,
+//! requests/s and errors is printed.
+//!
+//! Closed loop by default: each client sends its next request as soon as
+//! the last one is answered, which finds the throughput but makes the mean
+//! latency `clients / throughput` (Little's law). With `--rate R` the load
+//! is open: requests are due at R per second in all, spread evenly over the
+//! clients, and each latency is measured from the moment its request was
+//! due, so time spent waiting behind a slow answer counts (no coordinated
+//! omission).
 //!
 //! Scenarios (`--scenario`):
 //! - `upload-create`: upload `--photo` to the image service, then create a
@@ -24,10 +32,12 @@ struct Args {
     images: String,
     baseline: String,
     photo: String,
+    /// Requests per second over all clients (open loop); `None`: closed loop.
+    rate: Option<f64>,
 }
 
 const USAGE: &str = "usage: loadgen --scenario upload-create|post|baseline --photo PATH
-  [--clients 200] [--requests 10] [--max-seconds 300]
+  [--clients 200] [--requests 10] [--max-seconds 300] [--rate REQ_PER_S]
   [--posts http://127.0.0.1:8080] [--images http://127.0.0.1:8081]
   [--baseline http://127.0.0.1:8090]   (token in BENCH_TOKEN)";
 
@@ -41,6 +51,7 @@ fn parse_args() -> anyhow::Result<Args> {
         images: "http://127.0.0.1:8081".into(),
         baseline: "http://127.0.0.1:8090".into(),
         photo: String::new(),
+        rate: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +71,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--images" => args.images = value,
             "--baseline" => args.baseline = value,
             "--photo" => args.photo = value,
+            "--rate" => args.rate = Some(value.parse().context("--rate")?),
             other => bail!("unknown option {other}\n{USAGE}"),
         }
     }
@@ -68,6 +80,9 @@ fn parse_args() -> anyhow::Result<Args> {
     }
     if args.photo.is_empty() || args.clients == 0 || args.requests == 0 {
         bail!("--photo, and positive --clients and --requests, are needed\n{USAGE}");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be a positive number of requests per second\n{USAGE}");
     }
     Ok(args)
 }
@@ -146,24 +161,34 @@ struct Tally {
     first_error: Option<String>,
 }
 
-async fn client(target: Target, deadline: Instant) -> Tally {
+/// When request `n` of client `index` is due in an open-loop run: the
+/// clients take turns, so the requests of all are `1 / rate` apart.
+fn due(start: Instant, rate: f64, clients: usize, index: usize, n: usize) -> Instant {
+    start + Duration::from_secs_f64((index + n * clients) as f64 / rate)
+}
+
+/// Sends one client's requests; `image` is the upload its posts name
+/// (scenario `post`), and `start` the moment the run began.
+async fn client(
+    target: Target,
+    index: usize,
+    image: Option<String>,
+    start: Instant,
+    deadline: Instant,
+) -> Tally {
     let mut tally = Tally::default();
-    let image = match target.args.scenario.as_str() {
-        "post" => match target.upload().await {
-            Ok(id) => Some(id),
-            Err(e) => {
-                tally.errors += 1;
-                tally.first_error = Some(format!("setup upload: {e:#}"));
-                return tally;
+    for n in 0..target.args.requests {
+        let started = match target.args.rate {
+            Some(rate) => {
+                let at = due(start, rate, target.args.clients, index, n);
+                tokio::time::sleep_until(at.into()).await;
+                at
             }
-        },
-        _ => None,
-    };
-    for _ in 0..target.args.requests {
+            None => Instant::now(),
+        };
         if Instant::now() >= deadline {
             break;
         }
-        let started = Instant::now();
         let result = match (target.args.scenario.as_str(), &image) {
             ("post", Some(image)) => target.create(image).await,
             ("baseline", _) => target.baseline().await,
@@ -207,10 +232,23 @@ async fn main() -> anyhow::Result<()> {
         args: std::sync::Arc::new(args),
     };
     let args = target.args.clone();
-    let deadline = Instant::now() + Duration::from_secs_f64(args.max_seconds);
+    // Scenario `post`: each client's image is uploaded before the clock starts.
+    let mut images = vec![None; args.clients];
+    if args.scenario == "post" {
+        let uploads = (0..args.clients).map(|_| target.upload());
+        for (slot, id) in images
+            .iter_mut()
+            .zip(futures::future::join_all(uploads).await)
+        {
+            *slot = Some(id.context("upload before the run")?);
+        }
+    }
     let started = Instant::now();
-    let clients: Vec<_> = (0..args.clients)
-        .map(|_| tokio::spawn(client(target.clone(), deadline)))
+    let deadline = started + Duration::from_secs_f64(args.max_seconds);
+    let clients: Vec<_> = images
+        .into_iter()
+        .enumerate()
+        .map(|(index, image)| tokio::spawn(client(target.clone(), index, image, started, deadline)))
         .collect();
     let mut latencies = Vec::new();
     let (mut errors, mut first_error) = (0, None);
@@ -227,6 +265,7 @@ async fn main() -> anyhow::Result<()> {
     let report = serde_json::json!({
         "scenario": args.scenario,
         "clients": args.clients,
+        "rate": args.rate,
         "requests": ok + errors,
         "ok": ok,
         "errors": errors,
