@@ -8,6 +8,7 @@ use crate::{
     store::{images, pending},
 };
 use anyhow::Context;
+use proto::ImageId;
 use sqlx::PgPool;
 use std::collections::HashSet;
 
@@ -41,12 +42,12 @@ pub async fn reconcile(pool: &PgPool, store: &ObjectStore, delete: bool) -> anyh
     for record in records.iter().filter(|r| r.state != FileState::Deleted) {
         explained.insert(record.original_key.clone());
         if !keys.contains(&record.original_key) {
-            missing.push(record.original_key.clone());
+            missing.push((record.id, record.original_key.clone()));
         }
         for variant in &record.variants {
             let key = storage::variant_key(record.id, &variant.name, &variant.format);
             if !keys.contains(&key) {
-                missing.push(key.clone());
+                missing.push((record.id, key.clone()));
             }
             explained.insert(key);
             // AVIF variants are written a moment before the row lists them.
@@ -68,6 +69,23 @@ pub async fn reconcile(pool: &PgPool, store: &ObjectStore, delete: bool) -> anyh
         .cloned()
         .collect();
     unexplained.sort();
+    // A sweep deletes the objects of the rows it holds locked, then marks
+    // them deleted: rows it holds now, or has marked since they were read,
+    // are being swept, not damaged. (A row locked for another short
+    // change is left to the next run.)
+    let suspects: Vec<ImageId> = missing.iter().map(|(id, _)| *id).collect();
+    let unswept = if suspects.is_empty() {
+        HashSet::new()
+    } else {
+        images::not_being_swept(pool, &suspects)
+            .await
+            .context("recheck rows with missing objects")?
+    };
+    let mut missing: Vec<String> = missing
+        .into_iter()
+        .filter(|(id, _)| unswept.contains(id))
+        .map(|(_, key)| key)
+        .collect();
     missing.sort();
     let deleted = if delete && !unexplained.is_empty() {
         store.delete_many(&unexplained).await?;

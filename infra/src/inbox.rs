@@ -34,12 +34,41 @@ pub enum InOrder {
 /// Checks `sequence` against the last applied one of the aggregate and, when
 /// it is the next, advances it inside `tx`. The row lock serialises
 /// consumers of one aggregate; other aggregates are not affected.
+///
+/// The usual cases take one statement: the first event of a new aggregate
+/// creates its row, the next event of a known one advances it only if it
+/// still holds the predecessor (a concurrent consumer that advanced it
+/// first makes the condition false once its commit is seen). Anything
+/// else (early, stale, or a row an early event created) is read under the
+/// row lock.
 pub async fn advance_sequence(
     tx: &mut Transaction<'_, Postgres>,
     aggregate_type: &str,
     aggregate_id: uuid::Uuid,
     sequence: i64,
 ) -> Result<InOrder, sqlx::Error> {
+    let advanced = if sequence == 1 {
+        sqlx::query(
+            "INSERT INTO applied_sequences (aggregate_type, aggregate_id, last_sequence)
+             VALUES ($1, $2, 1) ON CONFLICT DO NOTHING",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+    } else {
+        sqlx::query(
+            "UPDATE applied_sequences SET last_sequence = $3
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND last_sequence = $3 - 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence)
+    }
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if advanced == 1 {
+        return Ok(InOrder::Next);
+    }
     sqlx::query(
         "INSERT INTO applied_sequences (aggregate_type, aggregate_id, last_sequence)
          VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",

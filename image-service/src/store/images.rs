@@ -310,6 +310,24 @@ pub async fn all(pool: &PgPool) -> Result<Vec<ImageRecord>, sqlx::Error> {
     rows.into_iter().map(ImageRecord::try_from).collect()
 }
 
+/// Of `ids`, the rows that are not deleted and that no sweep holds locked
+/// right now (`FOR KEY SHARE` waits for no one: rows under a sweep's
+/// `FOR UPDATE` are skipped).
+pub async fn not_being_swept(
+    pool: &PgPool,
+    ids: &[ImageId],
+) -> Result<std::collections::HashSet<ImageId>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    let rows: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM images WHERE id = ANY($1) AND state <> 'deleted'
+         FOR KEY SHARE SKIP LOCKED",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(ImageId).collect())
+}
+
 /// Attached images of `owner` whose variants are still to be built.
 pub async fn unprocessed_of_owner(
     pool: &PgPool,

@@ -183,6 +183,36 @@ async fn a_row_whose_object_was_never_written_is_reported_then_swept() {
 }
 
 #[tokio::test]
+async fn a_row_being_swept_is_not_reported_as_missing_its_objects() {
+    let app = spawn_app().await;
+    let id = upload(&app).await;
+    // A sweep holds the row locked while it deletes the objects, and marks
+    // the row deleted only afterwards.
+    let mut sweep = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM images WHERE id = $1 FOR UPDATE")
+        .bind(uuid::Uuid::parse_str(&id).unwrap())
+        .execute(&mut *sweep)
+        .await
+        .unwrap();
+    app.settings
+        .s3
+        .client()
+        .delete_object()
+        .bucket(&app.settings.s3.bucket)
+        .key(format!("originals/{id}"))
+        .send()
+        .await
+        .unwrap();
+    let report = app.reconcile(false).await;
+    assert!(report.missing.is_empty(), "{report}");
+    // Had the sweep failed and let go, the row is damage again.
+    sweep.rollback().await.unwrap();
+    let report = app.reconcile(false).await;
+    assert_eq!(report.missing, vec![format!("originals/{id}")]);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn reconcile_finds_objects_no_row_explains_and_deletes_them_when_asked() {
     let app = spawn_app().await;
     let kept = upload(&app).await;

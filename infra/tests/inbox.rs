@@ -1,0 +1,83 @@
+//! The per-aggregate sequence check against a real PostgreSQL: its one-
+//! statement fast paths and the locked slow path must agree.
+#![cfg(feature = "testing")]
+use infra::inbox::{advance_sequence, InOrder};
+use sqlx::PgPool;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+async fn pool() -> PgPool {
+    let url = infra::testing::fresh_database("inbox").await;
+    let pool = PgPool::connect(&url).await.expect("connect");
+    infra::outbox::migrate(&pool).await.expect("migrate");
+    pool
+}
+
+/// Checks and commits one event of `aggregate`.
+async fn step(pool: &PgPool, aggregate: Uuid, sequence: i64) -> InOrder {
+    let mut tx = pool.begin().await.expect("begin");
+    let order = advance_sequence(&mut tx, "post", aggregate, sequence)
+        .await
+        .expect("advance");
+    tx.commit().await.expect("commit");
+    order
+}
+
+#[tokio::test]
+async fn events_apply_in_sequence_and_early_or_stale_ones_are_told_apart() {
+    let pool = pool().await;
+    let (post, other) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(step(&pool, post, 2).await, InOrder::Early { expected: 1 });
+    // The early check left the aggregate's row at 0: the first event still applies.
+    assert_eq!(step(&pool, post, 1).await, InOrder::Next);
+    assert_eq!(step(&pool, post, 1).await, InOrder::Stale { last: 1 });
+    assert_eq!(step(&pool, post, 3).await, InOrder::Early { expected: 2 });
+    assert_eq!(step(&pool, post, 2).await, InOrder::Next);
+    assert_eq!(step(&pool, post, 3).await, InOrder::Next);
+    assert_eq!(step(&pool, post, 2).await, InOrder::Stale { last: 3 });
+    // Another aggregate starts from its own first event.
+    assert_eq!(step(&pool, other, 1).await, InOrder::Next);
+    assert_eq!(step(&pool, other, 1).await, InOrder::Stale { last: 1 });
+}
+
+#[tokio::test]
+async fn of_two_concurrent_deliveries_of_one_event_one_applies_and_the_other_waits_then_skips() {
+    let pool = pool().await;
+    let post = Uuid::new_v4();
+    // Sequence 1 goes through the insert, 2 through the conditional update.
+    for sequence in [1, 2] {
+        let mut first = pool.begin().await.expect("begin");
+        let order = advance_sequence(&mut first, "post", post, sequence)
+            .await
+            .expect("advance");
+        assert_eq!(order, InOrder::Next);
+        let second = tokio::spawn({
+            let pool = pool.clone();
+            async move { step(&pool, post, sequence).await }
+        });
+        // The second delivery must be waiting for the first one's row lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("read pg_stat_activity");
+            if waiting == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the second delivery never waited for the lock (waiting: {waiting})"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        first.commit().await.expect("commit");
+        assert_eq!(
+            second.await.expect("second delivery"),
+            InOrder::Stale { last: sequence }
+        );
+    }
+}
