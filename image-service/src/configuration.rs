@@ -52,9 +52,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/images".into(),
-            // Uploads, post-event handlers (`amqp.concurrency`) and builds
-            // share it; each holds a connection only for a short transaction.
-            max_connections: 20,
+            max_connections: 10,
         }
     }
 }
@@ -64,8 +62,9 @@ impl Default for DatabaseSettings {
 pub struct AmqpSettings {
     pub url: String,
     /// Post events handled at once. Handlers are one short transaction
-    /// each (builds run from the build queue), so 16 keeps deliveries from
-    /// queueing in the broker when the CPU is busy with uploads.
+    /// each (builds run from the build queue); more of them at once made
+    /// events that lock the same rows wait on each other in PostgreSQL
+    /// (docs/PERFORMANCE.md, "What was tuned").
     pub concurrency: u16,
 }
 
@@ -73,7 +72,7 @@ impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            concurrency: 16,
+            concurrency: 4,
         }
     }
 }
