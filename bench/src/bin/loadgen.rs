@@ -15,7 +15,8 @@
 //! - `upload-create`: upload `--photo` to the image service, then create a
 //!   post naming it (one request = both calls);
 //! - `post`: `POST /v1/posts` alone; each client first uploads `--photo`
-//!   once (not timed) and names that image in all its posts;
+//!   once per request it will send (not timed), and each post names a
+//!   fresh image, as a product's posts do;
 //! - `baseline`: the synchronous baseline's multipart `POST /v1/posts` with
 //!   `--photo`.
 //!
@@ -167,12 +168,12 @@ fn due(start: Instant, rate: f64, clients: usize, index: usize, n: usize) -> Ins
     start + Duration::from_secs_f64((index + n * clients) as f64 / rate)
 }
 
-/// Sends one client's requests; `image` is the upload its posts name
-/// (scenario `post`), and `start` the moment the run began.
+/// Sends one client's requests; `images` are the uploads its posts name,
+/// one per request (scenario `post`), and `start` the moment the run began.
 async fn client(
     target: Target,
     index: usize,
-    image: Option<String>,
+    images: Vec<String>,
     start: Instant,
     deadline: Instant,
 ) -> Tally {
@@ -189,7 +190,7 @@ async fn client(
         if Instant::now() >= deadline {
             break;
         }
-        let result = match (target.args.scenario.as_str(), &image) {
+        let result = match (target.args.scenario.as_str(), images.get(n)) {
             ("post", Some(image)) => target.create(image).await,
             ("baseline", _) => target.baseline().await,
             _ => match target.upload().await {
@@ -232,15 +233,21 @@ async fn main() -> anyhow::Result<()> {
         args: std::sync::Arc::new(args),
     };
     let args = target.args.clone();
-    // Scenario `post`: each client's image is uploaded before the clock starts.
-    let mut images = vec![None; args.clients];
+    // Scenario `post`: every post's image is uploaded before the clock starts.
+    let mut images = vec![Vec::new(); args.clients];
     if args.scenario == "post" {
-        let uploads = (0..args.clients).map(|_| target.upload());
-        for (slot, id) in images
+        let uploads = (0..args.clients).map(|_| async {
+            let mut ids = Vec::with_capacity(args.requests);
+            for _ in 0..args.requests {
+                ids.push(target.upload().await?);
+            }
+            anyhow::Ok(ids)
+        });
+        for (slot, ids) in images
             .iter_mut()
             .zip(futures::future::join_all(uploads).await)
         {
-            *slot = Some(id.context("upload before the run")?);
+            *slot = ids.context("upload before the run")?;
         }
     }
     let started = Instant::now();
@@ -248,7 +255,9 @@ async fn main() -> anyhow::Result<()> {
     let clients: Vec<_> = images
         .into_iter()
         .enumerate()
-        .map(|(index, image)| tokio::spawn(client(target.clone(), index, image, started, deadline)))
+        .map(|(index, images)| {
+            tokio::spawn(client(target.clone(), index, images, started, deadline))
+        })
         .collect();
     let mut latencies = Vec::new();
     let (mut errors, mut first_error) = (0, None);
