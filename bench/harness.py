@@ -13,7 +13,8 @@ CACHE = os.path.expanduser("~/.cache/posts-images")
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(CACHE, "target"))
 PG = "postgres://postgres@127.0.0.1:5432"
 # The S3 server the stack uses and the directory it keeps its buckets in
-# (s3s-fs makes a bucket of each directory there).
+# (s3s-fs makes a bucket of each directory there). Set both to measure
+# against another s3s-fs, for example one whose data is on tmpfs.
 S3_ENDPOINT = os.environ.get("BENCH_S3_ENDPOINT", "http://127.0.0.1:9000")
 S3_DATA = os.environ.get("BENCH_S3_DATA", os.path.join(CACHE, "s3-data"))
 RABBIT_API = "http://127.0.0.1:15672/api"

@@ -28,6 +28,19 @@ async fn upload(app: &TestApp) -> String {
     app.upload_ok("alice", read_corpus("odd/hopper.jpg")).await
 }
 
+/// Removes an image's original from the bucket behind the service's back.
+async fn delete_original(app: &TestApp, id: &str) {
+    app.settings
+        .s3
+        .client()
+        .delete_object()
+        .bucket(&app.settings.s3.bucket)
+        .key(format!("originals/{id}"))
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn images_of_a_rolled_back_create_are_deleted_after_the_grace_period() {
     let app = spawn_app().await;
@@ -161,15 +174,7 @@ async fn a_row_whose_object_was_never_written_is_reported_then_swept() {
     let app = spawn_app().await;
     let id = upload(&app).await;
     // As if the process died between the row commit and the S3 PUT.
-    app.settings
-        .s3
-        .client()
-        .delete_object()
-        .bucket(&app.settings.s3.bucket)
-        .key(format!("originals/{id}"))
-        .send()
-        .await
-        .unwrap();
+    delete_original(&app, &id).await;
     let report = app.reconcile(false).await;
     assert_eq!(report.missing, vec![format!("originals/{id}")]);
     assert!(report.unexplained.is_empty());
@@ -194,15 +199,7 @@ async fn a_row_being_swept_is_not_reported_as_missing_its_objects() {
         .execute(&mut *sweep)
         .await
         .unwrap();
-    app.settings
-        .s3
-        .client()
-        .delete_object()
-        .bucket(&app.settings.s3.bucket)
-        .key(format!("originals/{id}"))
-        .send()
-        .await
-        .unwrap();
+    delete_original(&app, &id).await;
     let report = app.reconcile(false).await;
     assert!(report.missing.is_empty(), "{report}");
     // Had the sweep failed and let go, the row is damage again.
