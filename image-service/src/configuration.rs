@@ -52,7 +52,8 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/images".into(),
-            max_connections: 10,
+            // amqp.concurrency handlers, the builds, uploads and the sweeper.
+            max_connections: 20,
         }
     }
 }
@@ -61,9 +62,10 @@ impl Default for DatabaseSettings {
 #[serde(default)]
 pub struct AmqpSettings {
     pub url: String,
-    /// Post events handled at once. Handlers are one short transaction
-    /// each (builds run from the build queue); more of them at once made
-    /// events that lock the same rows wait on each other in PostgreSQL
+    /// Post events handled at once (and the prefetch). Handlers are one
+    /// short transaction each (builds run from the build queue), mostly
+    /// waiting on PostgreSQL; with 4 of them the consumer fell behind a
+    /// busy post service and deliveries waited seconds in the queue
     /// (docs/PERFORMANCE.md, "What was tuned").
     pub concurrency: u16,
 }
@@ -72,7 +74,7 @@ impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            concurrency: 4,
+            concurrency: 16,
         }
     }
 }

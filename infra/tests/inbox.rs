@@ -1,7 +1,8 @@
 //! The per-aggregate sequence check against a real PostgreSQL: its one-
 //! statement fast paths and the locked slow path must agree.
 #![cfg(feature = "testing")]
-use infra::inbox::{advance_sequence, InOrder};
+use infra::inbox::{admit, advance_sequence, Admission, InOrder};
+use proto::EventId;
 use sqlx::PgPool;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -80,4 +81,69 @@ async fn of_two_concurrent_deliveries_of_one_event_one_applies_and_the_other_wai
             InOrder::Stale { last: sequence }
         );
     }
+}
+
+/// Admits and commits one event of `aggregate` (rolls back unless applied).
+async fn admit_step(pool: &PgPool, aggregate: Uuid, sequence: i64, id: Uuid) -> Admission {
+    let mut tx = pool.begin().await.expect("begin");
+    let admission = admit(
+        &mut tx,
+        "post",
+        aggregate,
+        sequence,
+        EventId(id),
+        "post.updated",
+    )
+    .await
+    .expect("admit");
+    match admission {
+        Admission::Apply => tx.commit().await.expect("commit"),
+        _ => tx.rollback().await.expect("rollback"),
+    }
+    admission
+}
+
+#[tokio::test]
+async fn admission_checks_the_sequence_and_the_inbox_together() {
+    let pool = pool().await;
+    let post = Uuid::new_v4();
+    let (first, second, third) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(
+        admit_step(&pool, post, 2, second).await,
+        Admission::Early { expected: 1 }
+    );
+    // The early check left the row at 0: the first event takes the slow path.
+    assert_eq!(admit_step(&pool, post, 1, first).await, Admission::Apply);
+    assert_eq!(
+        admit_step(&pool, post, 1, first).await,
+        Admission::Stale { last: 1 }
+    );
+    // The next sequence under an id the inbox knows: seen, and rolled back.
+    assert_eq!(admit_step(&pool, post, 2, first).await, Admission::Seen);
+    assert_eq!(admit_step(&pool, post, 2, second).await, Admission::Apply);
+    assert_eq!(admit_step(&pool, post, 3, third).await, Admission::Apply);
+    assert_eq!(
+        admit_step(&pool, post, 2, second).await,
+        Admission::Stale { last: 3 }
+    );
+
+    // A new aggregate's first event goes through the insert.
+    let other = Uuid::new_v4();
+    let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(admit_step(&pool, other, 1, third).await, Admission::Seen);
+    assert_eq!(admit_step(&pool, other, 1, one).await, Admission::Apply);
+    assert_eq!(admit_step(&pool, other, 2, two).await, Admission::Apply);
+
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&pool)
+        .await
+        .expect("count inbox");
+    assert_eq!(recorded, 5, "one inbox row per applied event");
+    let last: i64 =
+        sqlx::query_scalar("SELECT last_sequence FROM applied_sequences WHERE aggregate_id = $1")
+            .bind(post)
+            .fetch_one(&pool)
+            .await
+            .expect("read sequence");
+    assert_eq!(last, 3);
 }

@@ -82,7 +82,7 @@ impl Default for OutboxSettings {
                 "postgres://postgres@127.0.0.1:5432/posts".into(),
                 "postgres://postgres@127.0.0.1:5432/images".into(),
             ],
-            batch_size: 200,
+            batch_size: 500,
             poll_interval_ms: 1000,
             retention_hours: 24,
         }
@@ -115,7 +115,7 @@ impl settings::Settings for Settings {
             "outbox.database_urls",
             "PostgreSQL URLs of the databases whose `outbox` table is relayed.",
         ),
-        ("outbox.batch_size", "Rows claimed and published per batch."),
+        ("outbox.batch_size", "Rows claimed and published per batch; up to 3 batches are in flight while the broker confirms the oldest."),
         (
             "outbox.retention_hours",
             "Published outbox rows older than this are deleted, checked every minute (0 keeps them).",

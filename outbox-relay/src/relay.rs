@@ -6,11 +6,11 @@
 //! *all* unpublished rows, not "after the last position seen", so a row whose
 //! transaction commits late (with a lower position) is still found.
 use chrono::{DateTime, Utc};
-use infra::amqp::{event_properties, Outgoing, Publisher};
+use infra::amqp::{event_properties, Outgoing, Publisher, Sent};
 use infra::trace_context::TraceParent;
 use proto::{topology, Envelope};
 use sqlx::PgPool;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -59,6 +59,22 @@ impl Relay {
     /// Claims up to one batch, publishes it and marks what was confirmed.
     #[tracing::instrument(skip_all, fields(source = %self.source))]
     pub async fn publish_batch(&self) -> anyhow::Result<BatchOutcome> {
+        match self.claim().await? {
+            None => Ok(BatchOutcome::default()),
+            Some(claimed) => {
+                let done = self.send(claimed).await.finish(&HashSet::new()).await?;
+                Ok(BatchOutcome {
+                    claimed: done.claimed,
+                    published: done.published,
+                    failed: done.failed,
+                })
+            }
+        }
+    }
+
+    /// Claims up to one batch in a transaction that holds the rows locked
+    /// until they are marked; `None` when nothing is waiting.
+    async fn claim(&self) -> anyhow::Result<Option<Claimed>> {
         use anyhow::Context;
         let mut tx = self.pool.begin().await.context("begin claim transaction")?;
         let rows: Vec<OutboxRow> = sqlx::query_as(
@@ -74,10 +90,12 @@ impl Relay {
         .fetch_all(&mut *tx)
         .await
         .context("claim outbox rows")?;
-        if rows.is_empty() {
-            return Ok(BatchOutcome::default());
-        }
+        Ok((!rows.is_empty()).then_some(Claimed { tx, rows }))
+    }
 
+    /// Publishes a claimed batch; its confirms are awaited by [`InFlight::finish`].
+    async fn send(&self, claimed: Claimed) -> InFlight<'_> {
+        let Claimed { tx, rows } = claimed;
         let bodies: Vec<Vec<u8>> = rows.iter().map(envelope_bytes).collect();
         // One span per event, from publish to confirm, continuing the trace
         // stored with the row (not this batch's).
@@ -96,58 +114,14 @@ impl Relay {
                 ),
             });
         }
-        let results = self.publisher.publish_all(messages).await;
-        drop(spans);
-
-        // A row is marked only if it and every earlier row of its aggregate in
-        // this batch were confirmed, so a failed event is retried before the
-        // later events of its aggregate are considered done.
-        let mut blocked = HashSet::new();
-        let mut confirmed = Vec::new();
-        let (mut failed, mut returned) = (0, 0);
-        for (row, result) in rows.iter().zip(results) {
-            match result {
-                Ok(()) if !blocked.contains(&row.aggregate_id) => confirmed.push(row.position),
-                Ok(()) => failed += 1,
-                Err(e) => {
-                    tracing::warn!(event_id = %row.id, event_type = %row.event_type, error = %e, "publish failed; will retry");
-                    blocked.insert(row.aggregate_id);
-                    if matches!(e, infra::amqp::PublishError::Returned(_)) {
-                        returned += 1;
-                    } else {
-                        failed += 1;
-                    }
-                }
-            }
+        let sent = self.publisher.send_all(messages).await;
+        InFlight {
+            relay: self,
+            tx,
+            rows,
+            sent,
+            spans,
         }
-        sqlx::query("UPDATE outbox SET published_at = now() WHERE position = ANY($1)")
-            .bind(&confirmed)
-            .execute(&mut *tx)
-            .await
-            .context("mark rows published")?;
-        tx.commit().await.context("commit published marks")?;
-        let source = self.source.as_str();
-        for (outcome, count) in [
-            ("published", rows.len()),
-            ("confirmed", confirmed.len()),
-            ("returned", returned),
-            ("failed", failed),
-        ] {
-            infra::metrics::PUBLISHES
-                .with_label_values(&[source, outcome])
-                .inc_by(count as f64);
-        }
-        tracing::debug!(
-            claimed = rows.len(),
-            published = confirmed.len(),
-            failed,
-            "batch relayed"
-        );
-        Ok(BatchOutcome {
-            claimed: rows.len(),
-            published: confirmed.len(),
-            failed,
-        })
     }
 
     /// Publishes until the outbox is empty, then waits for a notification or
@@ -215,28 +189,169 @@ impl Relay {
     }
 
     /// Publishes batches until one comes back short, or until some
-    /// messages failed and the caller should back off. When `cancel` fires
-    /// it stops after the batch in flight: that batch's confirms are awaited
-    /// and its rows marked, so a stop publishes nothing twice.
+    /// messages failed and the caller should back off. Up to [`IN_FLIGHT`]
+    /// batches are claimed and sent while the broker confirms the oldest, so the
+    /// database and the broker work at the same time; batches go out in
+    /// claim order on one channel, so each aggregate's events reach the
+    /// queue in order. When `cancel` fires it stops claiming: the batches
+    /// in flight have their confirms awaited and their rows marked, so a
+    /// stop publishes nothing twice.
     async fn drain(&self, cancel: &CancellationToken) -> anyhow::Result<Drained> {
-        let mut published = 0;
+        let (mut published, mut failed, mut short) = (0, false, false);
+        let mut error = None;
+        let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::with_capacity(IN_FLIGHT);
+        // Aggregates with an event this drain did not mark: their later
+        // events are not marked either.
+        let mut blocked = HashSet::new();
         loop {
-            match self.publish_batch().await {
-                Ok(outcome) if outcome.failed > 0 => return Ok(Drained::Failed),
+            let claiming = !(failed || short || error.is_some() || cancel.is_cancelled());
+            if claiming {
+                match self.claim().await {
+                    Ok(Some(claimed)) => {
+                        short = claimed.rows.len() < self.batch_size as usize;
+                        in_flight.push_back(self.send(claimed).await);
+                    }
+                    Ok(None) => short = true,
+                    Err(e) => error = Some(e),
+                }
+            }
+            // Oldest first, once the pipeline is full or nothing more comes.
+            if in_flight.len() < IN_FLIGHT && claiming && !short && error.is_none() {
+                continue;
+            }
+            let Some(oldest) = in_flight.pop_front() else {
+                break;
+            };
+            let aggregates = oldest.aggregates();
+            match oldest.finish(&blocked).await {
                 Ok(outcome) => {
                     published += outcome.published;
-                    if outcome.claimed < self.batch_size as usize || cancel.is_cancelled() {
-                        return Ok(Drained::Empty { published });
-                    }
+                    failed |= outcome.failed > 0;
+                    blocked.extend(outcome.unconfirmed);
                 }
                 Err(e) => {
-                    tracing::error!(error = %format_args!("{e:#}"), source = %self.source, "relay batch failed");
-                    return Err(e);
+                    // Its rows stay unpublished and are sent again.
+                    blocked.extend(aggregates);
+                    error.get_or_insert(e);
                 }
             }
         }
+        if let Some(e) = error {
+            tracing::error!(error = %format_args!("{e:#}"), source = %self.source, "relay batch failed");
+            return Err(e);
+        }
+        Ok(match failed {
+            true => Drained::Failed,
+            false => Drained::Empty { published },
+        })
     }
 }
+
+/// Rows claimed and locked, not yet published.
+struct Claimed {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    rows: Vec<OutboxRow>,
+}
+
+/// A batch published and awaiting its confirms; its transaction still
+/// holds the rows.
+struct InFlight<'r> {
+    relay: &'r Relay,
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    rows: Vec<OutboxRow>,
+    sent: Sent,
+    /// Kept open until the confirms are in.
+    spans: Vec<(tracing::Span, Option<String>)>,
+}
+
+/// What finishing a batch did.
+struct Finished {
+    claimed: usize,
+    published: usize,
+    failed: usize,
+    /// Aggregates with an event of this batch that was not marked.
+    unconfirmed: HashSet<Uuid>,
+}
+
+impl InFlight<'_> {
+    fn aggregates(&self) -> HashSet<Uuid> {
+        self.rows.iter().map(|row| row.aggregate_id).collect()
+    }
+
+    /// Awaits the confirms and marks what was confirmed. A row is marked
+    /// only if it and every earlier row of its aggregate (in this batch, or
+    /// in the batch before when its aggregate is in `blocked`) were
+    /// confirmed, so a failed event is retried before the later events of
+    /// its aggregate are considered done.
+    async fn finish(self, blocked: &HashSet<Uuid>) -> anyhow::Result<Finished> {
+        use anyhow::Context;
+        let InFlight {
+            relay,
+            mut tx,
+            rows,
+            sent,
+            spans,
+        } = self;
+        let results = sent.confirmed().await;
+        drop(spans);
+        let mut unconfirmed = HashSet::new();
+        let mut confirmed = Vec::new();
+        let (mut failed, mut returned) = (0, 0);
+        for (row, result) in rows.iter().zip(results) {
+            let held =
+                blocked.contains(&row.aggregate_id) || unconfirmed.contains(&row.aggregate_id);
+            match result {
+                Ok(()) if !held => confirmed.push(row.position),
+                Ok(()) => {
+                    unconfirmed.insert(row.aggregate_id);
+                    failed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(event_id = %row.id, event_type = %row.event_type, error = %e, "publish failed; will retry");
+                    unconfirmed.insert(row.aggregate_id);
+                    if matches!(e, infra::amqp::PublishError::Returned(_)) {
+                        returned += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        sqlx::query("UPDATE outbox SET published_at = clock_timestamp() WHERE position = ANY($1)")
+            .bind(&confirmed)
+            .execute(&mut *tx)
+            .await
+            .context("mark rows published")?;
+        tx.commit().await.context("commit published marks")?;
+        let source = relay.source.as_str();
+        for (outcome, count) in [
+            ("published", rows.len()),
+            ("confirmed", confirmed.len()),
+            ("returned", returned),
+            ("failed", failed),
+        ] {
+            infra::metrics::PUBLISHES
+                .with_label_values(&[source, outcome])
+                .inc_by(count as f64);
+        }
+        tracing::debug!(
+            claimed = rows.len(),
+            published = confirmed.len(),
+            failed,
+            "batch relayed"
+        );
+        Ok(Finished {
+            claimed: rows.len(),
+            published: confirmed.len(),
+            failed,
+            unconfirmed,
+        })
+    }
+}
+
+/// Batches published and awaiting their confirms at once: while the broker
+/// confirms the oldest, the next are claimed and sent.
+pub const IN_FLIGHT: usize = 3;
 
 /// How often the relay loop refreshes the backlog gauges.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);

@@ -148,8 +148,10 @@ async fn relay_once(
     let failed = cancel.child_token();
     let mut loops = tokio::task::JoinSet::new();
     for url in &settings.outbox.database_urls {
+        // The listener, the batches in flight (each holds its rows in a
+        // transaction until they are marked) and retention.
         let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(3)
+            .max_connections(crate::relay::IN_FLIGHT as u32 + 2)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy(url)
             .with_context(|| format!("database URL for {}", describe_source(url)))?;

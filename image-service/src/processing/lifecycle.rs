@@ -41,11 +41,14 @@ impl Processor {
             return Ok(applied);
         }
         let owner = post_owner(post_id);
-        let abandoned = images::abandon_others(&mut tx, &owner, image_ids)
-            .await
-            .context("abandon dropped images")?;
-        if abandoned > 0 {
-            tracing::info!(abandoned, "images dropped by the post were abandoned");
+        // Before its first event nothing is attached to a post.
+        if event.sequence > 1 {
+            let abandoned = images::abandon_others(&mut tx, &owner, image_ids)
+                .await
+                .context("abandon dropped images")?;
+            if abandoned > 0 {
+                tracing::info!(abandoned, "images dropped by the post were abandoned");
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for &image_id in image_ids.iter().filter(|id| seen.insert(**id)) {
@@ -159,37 +162,34 @@ impl Processor {
 }
 
 /// Records the event in the inbox and checks its place in the post's
-/// sequence; only `Applied::Yes` lets the caller apply it.
+/// sequence (one statement in the usual cases); only `Applied::Yes` lets
+/// the caller apply it.
 async fn begin_event<T>(
     tx: &mut Transaction<'_, Postgres>,
     event: &Envelope<T>,
 ) -> anyhow::Result<Applied> {
-    use inbox::InOrder;
-    match inbox::advance_sequence(
+    use inbox::Admission;
+    let admission = inbox::admit(
         tx,
         &event.aggregate_type,
         event.aggregate_id,
         event.sequence,
+        EventId(event.id),
+        &event.event_type,
     )
     .await
-    .context("check sequence")?
-    {
-        InOrder::Next => {}
-        InOrder::Stale { last } => {
+    .context("check sequence and inbox")?;
+    Ok(match admission {
+        Admission::Apply => Applied::Yes,
+        Admission::Seen => Applied::Duplicate,
+        Admission::Stale { last } => {
             tracing::info!(
                 sequence = event.sequence,
                 last,
                 "event already applied or superseded"
             );
-            return Ok(Applied::Duplicate);
+            Applied::Duplicate
         }
-        InOrder::Early { expected } => return Ok(Applied::Early { expected }),
-    }
-    if !inbox::record(tx, EventId(event.id), &event.event_type)
-        .await
-        .context("record inbox")?
-    {
-        return Ok(Applied::Duplicate);
-    }
-    Ok(Applied::Yes)
+        Admission::Early { expected } => Applied::Early { expected },
+    })
 }

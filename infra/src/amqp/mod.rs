@@ -268,6 +268,14 @@ impl Publisher {
     /// each message is in input order. Pipelining the confirms costs one
     /// round trip per batch instead of one per message.
     pub async fn publish_all(&self, messages: Vec<Outgoing<'_>>) -> Vec<Result<(), PublishError>> {
+        self.send_all(messages).await.confirmed().await
+    }
+
+    /// Publishes all messages without waiting for their confirms: the
+    /// caller may do other work (claim the next batch) and then await
+    /// [`Sent::confirmed`]. Messages sent later on this channel reach a
+    /// queue after these.
+    pub async fn send_all(&self, messages: Vec<Outgoing<'_>>) -> Sent {
         let mut pending = Vec::with_capacity(messages.len());
         for m in messages {
             let options = BasicPublishOptions {
@@ -280,8 +288,21 @@ impl Publisher {
                     .await,
             );
         }
-        let mut results = Vec::with_capacity(pending.len());
-        for confirm in pending {
+        Sent { pending }
+    }
+}
+
+/// Messages published and not yet confirmed.
+#[must_use = "a publish is only safe once its confirm has been awaited"]
+pub struct Sent {
+    pending: Vec<lapin::Result<lapin::publisher_confirm::PublisherConfirm>>,
+}
+
+impl Sent {
+    /// Waits for every confirm; the result of each message in the order sent.
+    pub async fn confirmed(self) -> Vec<Result<(), PublishError>> {
+        let mut results = Vec::with_capacity(self.pending.len());
+        for confirm in self.pending {
             let result = match confirm {
                 Err(e) => Err(PublishError::Broker(e)),
                 Ok(confirm) => match confirm.await {

@@ -107,7 +107,17 @@ impl TestRelay {
 
     /// Every message now in the image service's post-event queue, as event ids.
     pub async fn drain_queue(&self) -> Vec<uuid::Uuid> {
-        let mut ids = Vec::new();
+        self.drain_envelopes()
+            .await
+            .into_iter()
+            .map(|envelope| envelope.id)
+            .collect()
+    }
+
+    /// Every message now in the image service's post-event queue, in queue
+    /// order.
+    pub async fn drain_envelopes(&self) -> Vec<proto::RawEnvelope> {
+        let mut envelopes = Vec::new();
         while let Some(message) = self
             .channel
             .basic_get(
@@ -128,9 +138,22 @@ impl TestRelay {
                 Some(envelope.id.to_string()),
                 "message_id must be the event id"
             );
-            ids.push(envelope.id);
+            envelopes.push(envelope);
         }
-        ids
+        envelopes
+    }
+
+    /// Writes and commits one `post.created` event of `post`.
+    pub async fn commit_event_of(&self, post: PostId) -> uuid::Uuid {
+        let mut tx = self.pool.begin().await.unwrap();
+        let event = PostCreated {
+            post_id: post,
+            author_id: UserId("u".into()),
+            image_ids: vec![],
+        };
+        let id = infra::outbox::write(&mut tx, &event, None).await.unwrap();
+        tx.commit().await.unwrap();
+        id.0
     }
 
     pub async fn cleanup(self) {

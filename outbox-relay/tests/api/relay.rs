@@ -1,4 +1,4 @@
-use crate::helpers::spawn_relay;
+use crate::helpers::{eventually, spawn_relay};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -178,6 +178,92 @@ async fn retention_deletes_only_rows_published_before_it() {
     assert!(
         left.contains(&(pending_id, false)),
         "the unpublished row stays"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn batches_in_flight_together_keep_every_posts_events_in_order() {
+    // 300 rows in batches of 50: the relay claims and sends each batch
+    // while the one before awaits its confirms.
+    let app = spawn_relay().await;
+    let posts: Vec<proto::PostId> = (0..5).map(|_| proto::PostId::new()).collect();
+    for _ in 0..60 {
+        for &post in &posts {
+            app.commit_event_of(post).await;
+        }
+    }
+    let background = app.run_in_background(Duration::from_secs(3600));
+    app.wait_drained(Duration::from_secs(30)).await;
+    background.stop().await;
+
+    let received = app.drain_envelopes().await;
+    assert_eq!(received.len(), 300, "each event once");
+    for post in posts {
+        let sequences: Vec<i64> = received
+            .iter()
+            .filter(|e| e.aggregate_id == post.0)
+            .map(|e| e.sequence)
+            .collect();
+        assert_eq!(
+            sequences,
+            (1..=60).collect::<Vec<i64>>(),
+            "post {post}: sequences in queue order"
+        );
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_event_after_a_failed_one_of_its_post_in_the_batch_before_is_not_marked() {
+    // Batch 1 (rows 1..50) ends with post A's first event, which no queue
+    // takes; batch 2 starts with A's second event and is sent before batch
+    // 1's confirms are in. A's second event must not be marked published
+    // while its predecessor is not.
+    let app = spawn_relay().await;
+    let post = proto::PostId::new();
+    for _ in 0..49 {
+        app.commit_event_of(proto::PostId::new()).await;
+    }
+    let failing = app.commit_event_of(post).await;
+    let after = app.commit_event_of(post).await;
+    for _ in 0..69 {
+        app.commit_event_of(proto::PostId::new()).await;
+    }
+    sqlx::query("UPDATE outbox SET event_type = 'image.archived' WHERE id = $1")
+        .bind(failing)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let background = app.run_in_background(Duration::from_secs(3600));
+    let pool = app.pool.clone();
+    let left = eventually(
+        "all but post A's events published",
+        Duration::from_secs(30),
+        || {
+            let pool = pool.clone();
+            async move {
+                let left: Vec<uuid::Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM outbox WHERE published_at IS NULL ORDER BY position",
+                )
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                if left.len() <= 2 {
+                    Ok(left)
+                } else {
+                    Err(format!("{} unpublished", left.len()))
+                }
+            }
+        },
+    )
+    .await;
+    background.stop().await;
+    assert_eq!(
+        left,
+        vec![failing, after],
+        "A's events stay unpublished together"
     );
     app.cleanup().await;
 }
