@@ -2,7 +2,7 @@
 # The relay's claim query against a big backlog: creates a scratch database
 # with the outbox schema (infra/migrations), fills it with ROWS unpublished
 # rows (default 1,000,000) plus as many published ones, prints EXPLAIN
-# ANALYZE of the claim (the relay's exact query, batch of 200) and the
+# ANALYZE of the claim (the relay's exact query, batch of 500, the default) and the
 # latency of 50 claims, then drops the database.
 # Usage: bench/claim.sh [ROWS]    (needs psql; PostgreSQL on 127.0.0.1:5432)
 set -euo pipefail
@@ -32,7 +32,7 @@ claim="SELECT position, id, event_type, version, aggregate_type, aggregate_id,
        FROM outbox
        WHERE published_at IS NULL
        ORDER BY position
-       LIMIT 200
+       LIMIT 500
        FOR UPDATE SKIP LOCKED"
 echo
 echo "EXPLAIN (ANALYZE, BUFFERS) of the claim:"
