@@ -61,14 +61,12 @@ impl Relay {
     pub async fn publish_batch(&self) -> anyhow::Result<BatchOutcome> {
         match self.claim().await? {
             None => Ok(BatchOutcome::default()),
-            Some(claimed) => {
-                let done = self.send(claimed).await.finish(&HashSet::new()).await?;
-                Ok(BatchOutcome {
-                    claimed: done.claimed,
-                    published: done.published,
-                    failed: done.failed,
-                })
-            }
+            Some(claimed) => Ok(self
+                .send(claimed)
+                .await
+                .finish(&HashSet::new())
+                .await?
+                .outcome),
         }
     }
 
@@ -222,16 +220,20 @@ impl Relay {
             let Some(oldest) = in_flight.pop_front() else {
                 break;
             };
-            let aggregates = oldest.aggregates();
             match oldest.finish(&blocked).await {
-                Ok(outcome) => {
+                Ok(Finished {
+                    outcome,
+                    unconfirmed,
+                }) => {
                     published += outcome.published;
                     failed |= outcome.failed > 0;
-                    blocked.extend(outcome.unconfirmed);
+                    blocked.extend(unconfirmed);
                 }
                 Err(e) => {
-                    // Its rows stay unpublished and are sent again.
-                    blocked.extend(aggregates);
+                    // Its rows stay unpublished. The later batches are rolled
+                    // back too (they may hold the same aggregates' later
+                    // events), and all are sent again in order.
+                    in_flight.clear();
                     error.get_or_insert(e);
                 }
             }
@@ -266,21 +268,15 @@ struct InFlight<'r> {
 
 /// What finishing a batch did.
 struct Finished {
-    claimed: usize,
-    published: usize,
-    failed: usize,
+    outcome: BatchOutcome,
     /// Aggregates with an event of this batch that was not marked.
     unconfirmed: HashSet<Uuid>,
 }
 
 impl InFlight<'_> {
-    fn aggregates(&self) -> HashSet<Uuid> {
-        self.rows.iter().map(|row| row.aggregate_id).collect()
-    }
-
     /// Awaits the confirms and marks what was confirmed. A row is marked
     /// only if it and every earlier row of its aggregate (in this batch, or
-    /// in the batch before when its aggregate is in `blocked`) were
+    /// in an earlier batch when its aggregate is in `blocked`) were
     /// confirmed, so a failed event is retried before the later events of
     /// its aggregate are considered done.
     async fn finish(self, blocked: &HashSet<Uuid>) -> anyhow::Result<Finished> {
@@ -341,9 +337,11 @@ impl InFlight<'_> {
             "batch relayed"
         );
         Ok(Finished {
-            claimed: rows.len(),
-            published: confirmed.len(),
-            failed,
+            outcome: BatchOutcome {
+                claimed: rows.len(),
+                published: confirmed.len(),
+                failed,
+            },
             unconfirmed,
         })
     }
