@@ -27,6 +27,8 @@ pub struct Settings {
 pub struct ApplicationSettings {
     pub host: String,
     pub port: u16,
+    /// HTTP worker threads, each with its own connection pool; 0: one per core.
+    pub workers: usize,
     /// Base of the URLs handed out for originals and variants.
     pub public_base_url: String,
 }
@@ -36,6 +38,7 @@ impl Default for ApplicationSettings {
         Self {
             host: "127.0.0.1".into(),
             port: 8081,
+            workers: 0,
             public_base_url: "http://127.0.0.1:8081".into(),
         }
     }
@@ -184,6 +187,14 @@ impl WorkerSettings {
     }
 }
 
+impl Settings {
+    /// How `database.max_connections` is shared between the HTTP workers'
+    /// pools and the background pool.
+    pub fn pool_budget(&self) -> Result<infra::db::PoolBudget, String> {
+        infra::db::PoolBudget::split(self.database.max_connections, self.application.workers)
+    }
+}
+
 impl settings::Settings for Settings {
     const PREFIX: &'static str = "IMAGE";
     const PROGRAM: &'static str = "image-service";
@@ -194,11 +205,18 @@ impl settings::Settings for Settings {
             "Port to listen on (0 picks a free one).",
         ),
         (
+            "application.workers",
+            "HTTP worker threads, each with its own connection pool; 0 = one per CPU core.",
+        ),
+        (
             "application.public_base_url",
             "Base URL of this service in the URLs it hands out.",
         ),
         ("database.url", "PostgreSQL URL of the image database."),
-        ("database.max_connections", "Connection pool size."),
+        (
+            "database.max_connections",
+            "Most connections the service opens, split evenly between a pool per HTTP worker and one for background work (which gets the remainder).",
+        ),
         ("amqp.url", "RabbitMQ URL, with vhost."),
         (
             "amqp.concurrency",
@@ -320,6 +338,12 @@ impl settings::Settings for Settings {
                     .into(),
             );
         }
+        self.pool_budget().map_err(|e| {
+            format!(
+                "settings database.max_connections and application.workers \
+                 (IMAGE_DATABASE__MAX_CONNECTIONS, IMAGE_APPLICATION__WORKERS): {e}"
+            )
+        })?;
         if self.amqp.concurrency == 0 {
             return Err(
                 "setting amqp.concurrency (IMAGE_AMQP__CONCURRENCY) must be positive".into(),

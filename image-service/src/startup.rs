@@ -3,7 +3,7 @@ use crate::{
     configuration::Settings,
     events::PostEventsHandler,
     processing::{build_queue, BuildThreads, Processor},
-    routes::{self, AppState},
+    routes::{self, AppState, SharedState},
     storage::ObjectStore,
     sweeper::Sweeper,
 };
@@ -32,10 +32,8 @@ const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(settings.database.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&settings.database.url)
+        let budget = settings.pool_budget().map_err(anyhow::Error::msg)?;
+        let (pool, connect_options) = infra::db::connect(&settings.database.url, budget.background)
             .await
             .context("connect to the image database (database.url)")?;
         infra::migrate(&pool, &sqlx::migrate!("./migrations"))
@@ -68,49 +66,34 @@ impl Application {
         });
         let sweeper = Arc::new(Sweeper {
             pool: pool.clone(),
-            store: store.clone(),
+            store,
             presets: settings.variants.parsed(),
             settings: settings.sweeper.clone(),
         });
-        let state = web::Data::new(AppState {
-            pool: pool.clone(),
-            store,
+        let shared = SharedState {
             limits: settings.limits,
             public_base_url: settings.application.public_base_url.clone(),
             s3: settings.s3.clone(),
             processor: processor.clone(),
-        });
+        };
         let broker = infra::health::BrokerStatus::default();
-        let readiness = infra::health::Readiness::new()
-            .database("database", pool.clone())
-            .broker(broker.clone())
-            .check("s3", {
-                let (client, bucket) = (settings.s3.client(), settings.s3.bucket.clone());
-                move || {
-                    let (client, bucket) = (client.clone(), bucket.clone());
-                    async move {
-                        client
-                            .head_bucket()
-                            .bucket(bucket)
-                            .send()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| infra::problem::cause_chain(&e))
-                    }
-                }
-            });
-        let readiness = web::Data::new(readiness);
         let authenticator = web::Data::new(infra::auth::Authenticator::new(&settings.auth));
 
+        let status = broker.clone();
         let server = HttpServer::new(move || {
+            // Called on each worker thread: its database and S3 connections
+            // live on its runtime.
+            let state = shared.for_worker(&connect_options, budget.per_worker);
+            let readiness = web::Data::new(readiness(&state, status.clone()));
             App::new()
                 .wrap(actix_web::middleware::from_fn(infra::http::observe))
-                .app_data(state.clone())
+                .app_data(web::Data::new(state))
                 .app_data(authenticator.clone())
-                .configure(infra::http::common(readiness.clone()))
+                .configure(infra::http::common(readiness))
                 .configure(routes::configure)
                 .default_service(web::to(infra::problem::not_found))
         })
+        .workers(budget.workers)
         .disable_signals()
         .shutdown_timeout(30)
         .listen(listener)?
@@ -179,9 +162,8 @@ impl Application {
             async move { resume_stalled(&processor, cancel).await }
         });
         cancel.cancelled().await;
-        // Background work finishes first, the HTTP server stops last: its
-        // worker threads own runtimes that drive some of the pooled
-        // database and S3 connections, which die with them.
+        // Background work finishes first, the HTTP server stops last (its
+        // handlers may still start background work, such as a reprocess).
         let _ = consumer.await;
         let _ = builder.await;
         let _ = sweeper.await;
@@ -192,6 +174,26 @@ impl Application {
         tracing::info!("image service stopped");
         Ok(())
     }
+}
+
+/// What `/readyz` checks, through the worker's own pool and S3 client.
+fn readiness(state: &AppState, broker: infra::health::BrokerStatus) -> infra::health::Readiness {
+    let (client, bucket) = (state.s3.client(), state.s3.bucket.clone());
+    infra::health::Readiness::new()
+        .database("database", state.pool.clone())
+        .broker(broker)
+        .check("s3", move || {
+            let (client, bucket) = (client.clone(), bucket.clone());
+            async move {
+                client
+                    .head_bucket()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| infra::problem::cause_chain(&e))
+            }
+        })
 }
 
 /// Ready images without AVIF variants are left alone this long (their

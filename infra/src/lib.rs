@@ -6,6 +6,7 @@
 
 pub mod amqp;
 pub mod auth;
+pub mod db;
 pub mod health;
 pub mod http;
 pub mod inbox;

@@ -19,6 +19,8 @@ pub struct Settings {
 pub struct ApplicationSettings {
     pub host: String,
     pub port: u16,
+    /// HTTP worker threads, each with its own connection pool; 0: one per core.
+    pub workers: usize,
     /// Most images a post may have.
     pub max_images: usize,
 }
@@ -28,6 +30,7 @@ impl Default for ApplicationSettings {
         Self {
             host: "127.0.0.1".into(),
             port: 8080,
+            workers: 0,
             max_images: 20,
         }
     }
@@ -81,6 +84,14 @@ impl Default for ImageLinkSettings {
     }
 }
 
+impl Settings {
+    /// How `database.max_connections` is shared between the HTTP workers'
+    /// pools and the background pool.
+    pub fn pool_budget(&self) -> Result<infra::db::PoolBudget, String> {
+        infra::db::PoolBudget::split(self.database.max_connections, self.application.workers)
+    }
+}
+
 impl settings::Settings for Settings {
     const PREFIX: &'static str = "POST";
     const PROGRAM: &'static str = "post-service";
@@ -90,9 +101,16 @@ impl settings::Settings for Settings {
             "application.port",
             "Port to listen on (0 picks a free one).",
         ),
+        (
+            "application.workers",
+            "HTTP worker threads, each with its own connection pool; 0 = one per CPU core.",
+        ),
         ("application.max_images", "Most images one post may have."),
         ("database.url", "PostgreSQL URL of the post database."),
-        ("database.max_connections", "Connection pool size."),
+        (
+            "database.max_connections",
+            "Most connections the service opens, split evenly between a pool per HTTP worker and one for background work (which gets the remainder).",
+        ),
         ("amqp.url", "RabbitMQ URL, with vhost."),
         (
             "amqp.concurrency",
@@ -132,6 +150,12 @@ impl settings::Settings for Settings {
                     .into(),
             );
         }
+        self.pool_budget().map_err(|e| {
+            format!(
+                "settings database.max_connections and application.workers \
+                 (POST_DATABASE__MAX_CONNECTIONS, POST_APPLICATION__WORKERS): {e}"
+            )
+        })?;
         if self.amqp.concurrency == 0 {
             return Err(
                 "setting amqp.concurrency (POST_AMQP__CONCURRENCY) must be positive".into(),
@@ -148,6 +172,18 @@ mod tests {
     #[test]
     fn every_setting_is_documented() {
         assert_eq!(settings::undocumented::<Settings>(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_connection_budget_too_small_for_the_workers_stops_start_up() {
+        let vars = vec![
+            ("POST_AUTH__JWT_SECRET".to_owned(), "0123456789abcdef".to_owned()),
+            ("POST_APPLICATION__WORKERS".to_owned(), "4".to_owned()),
+            ("POST_DATABASE__MAX_CONNECTIONS".to_owned(), "4".to_owned()),
+        ];
+        let err = settings::load::<Settings>(None, vars).unwrap_err();
+        assert!(err.contains("POST_DATABASE__MAX_CONNECTIONS"), "{err}");
+        assert!(err.contains("at least 5"), "{err}");
     }
 
     #[test]

@@ -27,25 +27,18 @@ const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(settings.database.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&settings.database.url)
+        let budget = settings.pool_budget().map_err(anyhow::Error::msg)?;
+        let (pool, connect_options) = infra::db::connect(&settings.database.url, budget.background)
             .await
             .context("connect to the post database (database.url)")?;
         infra::migrate(&pool, &sqlx::migrate!("./migrations"))
             .await
             .context("migrate the post database")?;
-        let state = web::Data::new(AppState {
-            pool: pool.clone(),
-            image_base_url: settings.images.public_base_url.clone(),
-            max_images: settings.application.max_images,
-        });
+        let (image_base_url, max_images) = (
+            settings.images.public_base_url.clone(),
+            settings.application.max_images,
+        );
         let broker = infra::health::BrokerStatus::default();
-        let readiness = infra::health::Readiness::new()
-            .database("database", pool.clone())
-            .broker(broker.clone());
-        let readiness = web::Data::new(readiness);
         let authenticator = web::Data::new(infra::auth::Authenticator::new(&settings.auth));
 
         let address = format!(
@@ -54,15 +47,27 @@ impl Application {
         );
         let listener = TcpListener::bind(&address).with_context(|| format!("bind {address}"))?;
         let port = listener.local_addr()?.port();
+        let status = broker.clone();
         let server = HttpServer::new(move || {
+            // Called on each worker thread: its pool lives on its runtime.
+            let pool = infra::db::lazy_pool(&connect_options, budget.per_worker);
+            let readiness = infra::health::Readiness::new()
+                .database("database", pool.clone())
+                .broker(status.clone());
+            let state = web::Data::new(AppState {
+                pool,
+                image_base_url: image_base_url.clone(),
+                max_images,
+            });
             App::new()
                 .wrap(actix_web::middleware::from_fn(infra::http::observe))
-                .app_data(state.clone())
+                .app_data(state)
                 .app_data(authenticator.clone())
-                .configure(infra::http::common(readiness.clone()))
+                .configure(infra::http::common(web::Data::new(readiness)))
                 .configure(routes::configure)
                 .default_service(web::to(infra::problem::not_found))
         })
+        .workers(budget.workers)
         .disable_signals()
         .shutdown_timeout(30)
         .listen(listener)?
@@ -113,9 +118,7 @@ impl Application {
             }
         });
         cancel.cancelled().await;
-        // The consumer finishes first, the HTTP server stops last: its
-        // worker threads own runtimes that drive some of the pooled
-        // database connections, which die with them.
+        // The consumer finishes first, the HTTP server stops last.
         let _ = consumer.await;
         let _ = backlog.await;
         handle.stop(true).await;

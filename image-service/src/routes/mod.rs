@@ -7,7 +7,7 @@ use crate::{pipeline::Limits, processing::Processor, storage::ObjectStore};
 use actix_web::web;
 use infra::s3::S3Settings;
 use proto::ImageId;
-use sqlx::PgPool;
+use sqlx::{postgres::PgConnectOptions, PgPool};
 
 /// What handlers share.
 pub struct AppState {
@@ -19,6 +19,31 @@ pub struct AppState {
     pub s3: S3Settings,
     /// Runs reprocessing requests.
     pub processor: std::sync::Arc<Processor>,
+}
+
+/// What every HTTP worker's [`AppState`] is made from.
+#[derive(Clone)]
+pub struct SharedState {
+    pub limits: Limits,
+    pub public_base_url: String,
+    pub s3: S3Settings,
+    pub processor: std::sync::Arc<Processor>,
+}
+
+impl SharedState {
+    /// The state of one HTTP worker, with its own database pool of `size`
+    /// and its own S3 client; call it on the worker's thread, whose runtime
+    /// then drives their connections (`infra::db`).
+    pub fn for_worker(&self, database: &PgConnectOptions, size: u32) -> AppState {
+        AppState {
+            pool: infra::db::lazy_pool(database, size),
+            store: ObjectStore::new(self.s3.client(), self.s3.bucket.clone()),
+            limits: self.limits,
+            public_base_url: self.public_base_url.clone(),
+            s3: self.s3.clone(),
+            processor: self.processor.clone(),
+        }
+    }
 }
 
 impl AppState {
