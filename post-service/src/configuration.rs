@@ -177,7 +177,10 @@ mod tests {
     #[test]
     fn a_connection_budget_too_small_for_the_workers_stops_start_up() {
         let vars = vec![
-            ("POST_AUTH__JWT_SECRET".to_owned(), "0123456789abcdef".to_owned()),
+            (
+                "POST_AUTH__JWT_SECRET".to_owned(),
+                "0123456789abcdef".to_owned(),
+            ),
             ("POST_APPLICATION__WORKERS".to_owned(), "4".to_owned()),
             ("POST_DATABASE__MAX_CONNECTIONS".to_owned(), "4".to_owned()),
         ];
