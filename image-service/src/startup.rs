@@ -178,21 +178,13 @@ impl Application {
 
 /// What `/readyz` checks, through the worker's own pool and S3 client.
 fn readiness(state: &AppState, broker: infra::health::BrokerStatus) -> infra::health::Readiness {
-    let (client, bucket) = (state.s3.client(), state.s3.bucket.clone());
+    let store = state.store.clone();
     infra::health::Readiness::new()
         .database("database", state.pool.clone())
         .broker(broker)
         .check("s3", move || {
-            let (client, bucket) = (client.clone(), bucket.clone());
-            async move {
-                client
-                    .head_bucket()
-                    .bucket(bucket)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| infra::problem::cause_chain(&e))
-            }
+            let store = store.clone();
+            async move { store.check().await }
         })
 }
 

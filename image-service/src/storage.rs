@@ -73,6 +73,17 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Whether the bucket can be reached (for `/readyz`).
+    pub async fn check(&self) -> Result<(), String> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| infra::problem::cause_chain(&e))
+    }
+
     /// Deletes objects in batches of 1000 (`DeleteObjects`). A key that does
     /// not exist counts as deleted.
     #[tracing::instrument(skip(self, keys), fields(keys = keys.len()))]
