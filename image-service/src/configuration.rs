@@ -164,6 +164,9 @@ pub struct WorkerSettings {
     /// How often the build queue (attached images still pending) is
     /// checked when no event names new work.
     pub queue_poll_ms: u64,
+    /// The build threads' `nice` value, 0–19: higher leaves more of a busy
+    /// machine to requests, events and the databases.
+    pub build_niceness: i32,
 }
 
 impl Default for WorkerSettings {
@@ -171,6 +174,7 @@ impl Default for WorkerSettings {
         Self {
             images_in_flight: 0,
             queue_poll_ms: 1000,
+            build_niceness: 10,
         }
     }
 }
@@ -267,6 +271,10 @@ impl settings::Settings for Settings {
             "How often the build queue (attached images still pending, shared by all instances) is checked when no event names new work.",
         ),
         (
+            "workers.build_niceness",
+            "The nice value (0-19) of the threads that build variants: higher leaves more of a busy machine to requests, events and the databases, and builds take longer under load.",
+        ),
+        (
             "sweeper.enabled",
             "Run the sweeper in this process (false where another replica sweeps).",
         ),
@@ -331,6 +339,12 @@ impl settings::Settings for Settings {
         }
         if self.sweeper.interval_secs == 0 || self.sweeper.batch_size == 0 {
             return Err("settings sweeper.interval_secs and sweeper.batch_size (IMAGE_SWEEPER__*) must be positive".into());
+        }
+        if !(0..=19).contains(&self.workers.build_niceness) {
+            return Err(
+                "setting workers.build_niceness (IMAGE_WORKERS__BUILD_NICENESS) must be 0..=19"
+                    .into(),
+            );
         }
         if self.workers.queue_poll_ms == 0 {
             return Err(
@@ -399,5 +413,29 @@ mod tests {
         ];
         let err = settings::load::<Settings>(None, env).unwrap_err();
         assert!(err.contains("IMAGE_VARIANTS__PRESETS"), "{err}");
+    }
+
+    #[test]
+    fn a_build_niceness_outside_the_nice_range_names_the_setting() {
+        let env = |niceness: &str| {
+            vec![
+                ("IMAGE_AUTH__JWT_SECRET", "0123456789abcdef0123"),
+                ("IMAGE_S3__ACCESS_KEY_ID", "k"),
+                ("IMAGE_S3__SECRET_ACCESS_KEY", "s"),
+                ("IMAGE_WORKERS__BUILD_NICENESS", niceness),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+        };
+        let loaded = settings::load::<Settings>(None, env("19")).unwrap();
+        assert_eq!(loaded.workers.build_niceness, 19);
+        for bad in ["20", "-1"] {
+            let err = settings::load::<Settings>(None, env(bad)).unwrap_err();
+            assert!(
+                err.contains("IMAGE_WORKERS__BUILD_NICENESS"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -62,7 +62,10 @@ impl Application {
             permits: Arc::new(tokio::sync::Semaphore::new(
                 settings.workers.images_in_flight(),
             )),
-            threads: BuildThreads::new(settings.workers.images_in_flight()),
+            threads: BuildThreads::new(
+                settings.workers.images_in_flight(),
+                settings.workers.build_niceness,
+            ),
         });
         let sweeper = Arc::new(Sweeper {
             pool: pool.clone(),

@@ -1,13 +1,11 @@
 //! The threads that decode, resize and encode images: as many as images may
-//! be in flight, started once and run at a lower CPU priority (nice 10), so
-//! that on a busy machine request handling, event consumption, the relay
-//! and the databases get the CPU first and image builds take what is left.
+//! be in flight, started once and run at a lower CPU priority
+//! (`workers.build_niceness`, nice 10 by default), so that on a busy machine
+//! request handling, event consumption, the relay and the databases get the
+//! CPU first and image builds take what is left.
 use std::sync::{mpsc, Arc, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
-
-/// How much lower than normal the build threads run (the `nice` value).
-pub const NICENESS: i32 = 10;
 
 #[derive(Clone)]
 pub struct BuildThreads {
@@ -15,8 +13,8 @@ pub struct BuildThreads {
 }
 
 impl BuildThreads {
-    /// Starts `count` threads.
-    pub fn new(count: usize) -> Self {
+    /// Starts `count` threads at the given `nice` value.
+    pub fn new(count: usize, niceness: i32) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..count.max(1) {
@@ -24,7 +22,7 @@ impl BuildThreads {
             std::thread::Builder::new()
                 .name(format!("image-build-{n}"))
                 .spawn(move || {
-                    lower_priority();
+                    lower_priority(niceness);
                     loop {
                         let job = match queue.lock() {
                             Ok(queue) => queue.recv(),
@@ -71,26 +69,30 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Lowers the calling thread's CPU priority; failing that, it runs as is.
-fn lower_priority() {
+fn lower_priority(niceness: i32) {
+    if niceness == 0 {
+        return;
+    }
     let thread = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(thread), NICENESS) {
+    if let Err(e) = rustix::process::setpriority_process(Some(thread), niceness) {
         tracing::warn!(error = %e, "image build thread keeps the normal CPU priority");
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{BuildThreads, NICENESS};
+    use super::BuildThreads;
+
+    fn own_niceness() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+    }
 
     #[tokio::test]
     async fn work_runs_on_a_lower_priority_thread_and_panics_come_back_as_errors() {
-        let threads = BuildThreads::new(1);
-        let nice = threads
-            .run(|| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(nice, NICENESS);
+        let threads = BuildThreads::new(1, 10);
+        assert_eq!(threads.run(own_niceness).await, Ok(10));
+        let lowest = BuildThreads::new(1, 19);
+        assert_eq!(lowest.run(own_niceness).await, Ok(19));
         let name = threads
             .run(|| std::thread::current().name().map(str::to_owned))
             .await

@@ -107,7 +107,7 @@ impl TestApp {
             limits: self.settings.limits,
             public_base_url: self.address.clone(),
             permits: Arc::new(tokio::sync::Semaphore::new(2)),
-            threads: image_service::processing::BuildThreads::new(2),
+            threads: image_service::processing::BuildThreads::new(2, 10),
         }
     }
 
