@@ -5,7 +5,10 @@
 //! and its aggregate's sequence, so a redelivered event changes nothing and
 //! events of one post apply in order even with several consumers.
 use super::{post_owner, Processor};
-use crate::{domain::FileState, domain::ProcessStatus, store::images};
+use crate::{
+    domain::{FileState, ImageRecord, ProcessStatus},
+    store::images,
+};
 use anyhow::Context;
 use infra::{inbox, trace_context::TraceParent};
 use proto::{Envelope, EventId, ImageId, ImageProcessed, Owner, PostId, ProcessOutcome, UserId};
@@ -112,53 +115,78 @@ impl Processor {
         author: &UserId,
         trace: &TraceParent,
     ) -> anyhow::Result<()> {
-        let record = images::lock(tx, image_id).await.context("lock image")?;
-        let refusal = match &record {
-            None => Some("image not found"),
-            Some(r) if r.uploader != *author => Some("image is not an upload of the post's author"),
-            Some(r) if r.state == FileState::Deleted => Some("image was deleted"),
-            Some(r) if r.state == FileState::Attached && r.owner.as_ref() != Some(owner) => {
-                Some("image is attached to another owner")
-            }
-            Some(_) => None,
-        };
-        let report = match (refusal, record) {
-            (Some(reason), _) => {
-                tracing::warn!(image_id = %image_id, reason, "image not attached");
-                Some(ImageProcessed {
-                    image_id,
-                    owner: Some(owner.clone()),
-                    status: ProcessOutcome::Failed,
-                    variants: vec![],
-                    error: Some(reason.to_owned()),
-                    placeholder: None,
-                })
-            }
-            (None, Some(record)) => {
-                let already = record.state == FileState::Attached;
-                images::attach(tx, image_id, owner)
-                    .await
-                    .context("attach image")?;
-                // Newly attached with variants already built (re-attached after
-                // being abandoned): report them at once.
-                (!already && record.process_status == ProcessStatus::Ready).then(|| {
-                    ImageProcessed {
-                        image_id,
-                        owner: Some(owner.clone()),
-                        status: ProcessOutcome::Ready,
-                        variants: record.variants,
-                        error: None,
-                        placeholder: record.placeholder,
-                    }
-                })
-            }
-            (None, None) => unreachable!("a missing image is refused"),
+        // The usual case, an upload of the author's that no post holds, in
+        // one statement; anything else is read under the row's lock.
+        let report = match images::attach_unclaimed(tx, image_id, owner, author)
+            .await
+            .context("attach image")?
+        {
+            Some(attached) => already_built(image_id, owner, attached),
+            None => attach_locked(tx, image_id, owner, author).await?,
         };
         if let Some(event) = report {
             infra::outbox::write(tx, &event, Some(&trace.child())).await?;
         }
         Ok(())
     }
+}
+
+/// [`Processor::attach_one`] for an image that is not a free upload of the
+/// author's: missing, someone else's, deleted, or attached already.
+/// Returns what to report to the post at once, if anything.
+async fn attach_locked(
+    tx: &mut Transaction<'_, Postgres>,
+    image_id: ImageId,
+    owner: &Owner,
+    author: &UserId,
+) -> anyhow::Result<Option<ImageProcessed>> {
+    let record = images::lock(tx, image_id).await.context("lock image")?;
+    let refusal = match &record {
+        None => Some("image not found"),
+        Some(r) if r.uploader != *author => Some("image is not an upload of the post's author"),
+        Some(r) if r.state == FileState::Deleted => Some("image was deleted"),
+        Some(r) if r.state == FileState::Attached && r.owner.as_ref() != Some(owner) => {
+            Some("image is attached to another owner")
+        }
+        Some(_) => None,
+    };
+    Ok(match (refusal, record) {
+        (Some(reason), _) => {
+            tracing::warn!(image_id = %image_id, reason, "image not attached");
+            Some(ImageProcessed {
+                image_id,
+                owner: Some(owner.clone()),
+                status: ProcessOutcome::Failed,
+                variants: vec![],
+                error: Some(reason.to_owned()),
+                placeholder: None,
+            })
+        }
+        (None, Some(record)) => {
+            let already = record.state == FileState::Attached;
+            images::attach(tx, image_id, owner)
+                .await
+                .context("attach image")?;
+            match already {
+                true => None,
+                false => already_built(image_id, owner, record),
+            }
+        }
+        (None, None) => unreachable!("a missing image is refused"),
+    })
+}
+
+/// An image newly attached with its variants built already (attached again
+/// after being abandoned) is reported ready at once.
+fn already_built(image_id: ImageId, owner: &Owner, record: ImageRecord) -> Option<ImageProcessed> {
+    (record.process_status == ProcessStatus::Ready).then(|| ImageProcessed {
+        image_id,
+        owner: Some(owner.clone()),
+        status: ProcessOutcome::Ready,
+        variants: record.variants,
+        error: None,
+        placeholder: record.placeholder,
+    })
 }
 
 /// Records the event in the inbox and checks its place in the post's

@@ -43,8 +43,8 @@ pub async fn upload(
     let body = if is_multipart(&req) {
         read_multipart(&req, payload, max).await?
     } else {
-        check_declared_length(&req, max)?;
-        read_capped(payload, max).await?
+        let declared = check_declared_length(&req, max)?;
+        read_capped(payload, declared, max).await?
     };
     store_upload(&state, &caller, ImageId::new(), body).await
 }
@@ -72,13 +72,8 @@ pub(super) async fn store_upload(
 
     tracing::Span::current().record("image_id", tracing::field::display(id));
     let key = storage::original_key(id);
-    let mut tx = state
-        .pool
-        .begin()
-        .await
-        .context("begin upload transaction")?;
     images::insert_uploaded(
-        &mut tx,
+        &state.pool,
         &NewUpload {
             id,
             uploader: &caller.user,
@@ -91,7 +86,6 @@ pub(super) async fn store_upload(
     )
     .await
     .context("insert image row")?;
-    tx.commit().await.context("commit image row")?;
 
     let size = body.len() as u64;
     if let Err(e) = state.store.put(&key, body, format.content_type()).await {
@@ -140,7 +134,8 @@ fn is_multipart(req: &HttpRequest) -> bool {
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"))
 }
 
-fn check_declared_length(req: &HttpRequest, max: u64) -> Result<(), ApiError> {
+/// Refuses a declared length over `max`; returns the declared length.
+fn check_declared_length(req: &HttpRequest, max: u64) -> Result<Option<u64>, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -148,7 +143,7 @@ fn check_declared_length(req: &HttpRequest, max: u64) -> Result<(), ApiError> {
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > max => Err(too_large(max)),
-        _ => Ok(()),
+        _ => Ok(declared),
     }
 }
 
@@ -158,12 +153,21 @@ fn too_large(max: u64) -> ApiError {
     ))
 }
 
-/// Reads the body, refusing as soon as it passes `max`.
-async fn read_capped(mut payload: web::Payload, max: u64) -> Result<Vec<u8>, ApiError> {
+/// Reads the body, refusing as soon as it passes `max`. Once bytes arrive
+/// the buffer is sized from the declared length (already checked against
+/// `max`), so a large upload is not copied each time the buffer grows.
+async fn read_capped(
+    mut payload: web::Payload,
+    declared: Option<u64>,
+    max: u64,
+) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+        if body.capacity() == 0 {
+            body.reserve(declared.unwrap_or(0).min(max) as usize);
+        }
         if (body.len() + chunk.len()) as u64 > max {
             return Err(too_large(max));
         }

@@ -66,8 +66,9 @@ pub struct NewUpload<'a> {
     pub original_key: &'a str,
 }
 
+/// Records a new upload (one statement: no transaction of its own needed).
 pub async fn insert_uploaded(
-    tx: &mut Transaction<'_, Postgres>,
+    db: impl sqlx::PgExecutor<'_>,
     upload: &NewUpload<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -81,7 +82,7 @@ pub async fn insert_uploaded(
     .bind(upload.height as i32)
     .bind(upload.bytes as i64)
     .bind(upload.original_key)
-    .execute(&mut **tx)
+    .execute(db)
     .await?;
     Ok(())
 }
@@ -137,6 +138,32 @@ pub async fn attach(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Attaches an image no post holds (`uploaded`, `assigned` or
+/// `abandoned`) that `uploader` uploaded, in one statement, and returns it
+/// as attached. `None` when the image is missing, someone else's, deleted
+/// or attached already: the caller then reads it under its lock to say why.
+pub async fn attach_unclaimed(
+    tx: &mut Transaction<'_, Postgres>,
+    id: ImageId,
+    owner: &Owner,
+    uploader: &UserId,
+) -> Result<Option<ImageRecord>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "UPDATE images
+         SET state = 'attached', owner_type = 'post', owner_id = $2, abandoned_at = NULL,
+             process_status = CASE WHEN process_status IN ('ready', 'processing') THEN process_status ELSE 'pending' END,
+             updated_at = now()
+         WHERE id = $1 AND uploader_id = $3 AND state IN ('uploaded', 'assigned', 'abandoned')
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id.0)
+    .bind(owner.id)
+    .bind(&uploader.0)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(ImageRecord::try_from).transpose()
 }
 
 /// Abandons the images attached to `owner` that are not in `keep`.

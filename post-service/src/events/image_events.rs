@@ -64,42 +64,45 @@ impl Handler for ImageEventsHandler {
 
 impl ImageEventsHandler {
     /// Applies one `image.processed`; a duplicate changes nothing and
-    /// returns `false`.
+    /// returns `false`. The inbox row and the image's result commit together
+    /// in one statement.
     pub async fn apply(&self, event: &Envelope<ImageProcessed>) -> anyhow::Result<bool> {
-        let mut tx = self.pool.begin().await.context("begin")?;
-        if !infra::inbox::record(&mut tx, EventId(event.id), &event.event_type)
-            .await
-            .context("record inbox")?
-        {
-            tracing::info!("duplicate image.processed ignored");
-            return Ok(false);
-        }
         let data = &event.data;
-        if let Some(owner) = data
+        let post = data
             .owner
             .as_ref()
             .filter(|o| o.owner_type == OwnerType::Post)
-        {
-            let status = match data.status {
-                ProcessOutcome::Ready => ImageStatus::Ready,
-                ProcessOutcome::Failed => ImageStatus::Failed,
-            };
-            let found = posts::record_image_result(
-                &mut tx,
-                PostId(owner.id),
-                data.image_id,
+            .map(|o| PostId(o.id));
+        let status = match data.status {
+            ProcessOutcome::Ready => ImageStatus::Ready,
+            ProcessOutcome::Failed => ImageStatus::Failed,
+        };
+        let recorded = posts::record_image_result_once(
+            &self.pool,
+            &posts::ImageResult {
+                event_id: EventId(event.id),
+                event_type: &event.event_type,
+                post,
+                image_id: data.image_id,
                 status,
-                &data.variants,
-                data.error.as_deref(),
-                data.placeholder.as_deref(),
-            )
-            .await
-            .context("record image result")?;
-            if !found {
-                tracing::info!(post_id = %owner.id, "post no longer has this image; nothing to record");
+                variants: &data.variants,
+                error: data.error.as_deref(),
+                placeholder: data.placeholder.as_deref(),
+            },
+        )
+        .await
+        .context("record image result")?;
+        Ok(match recorded {
+            posts::Recorded::Duplicate => {
+                tracing::info!("duplicate image.processed ignored");
+                false
             }
-        }
-        tx.commit().await.context("commit")?;
-        Ok(true)
+            posts::Recorded::Applied { found } => {
+                if let (Some(post), false) = (post, found) {
+                    tracing::info!(post_id = %post, "post no longer has this image; nothing to record");
+                }
+                true
+            }
+        })
     }
 }

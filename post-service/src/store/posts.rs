@@ -1,6 +1,6 @@
 use crate::domain::{ImageStatus, NewPost, Post, PostImage};
 use chrono::{DateTime, Utc};
-use proto::{ImageId, PostId, UserId, Variant};
+use proto::{EventId, ImageId, PostId, UserId, Variant};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -252,31 +252,61 @@ pub async fn delete(tx: &mut Transaction<'_, Postgres>, id: PostId) -> Result<()
     Ok(())
 }
 
-/// Records what the image service reported for one image of one post.
-/// Returns whether the post still has that image.
-pub async fn record_image_result(
-    tx: &mut Transaction<'_, Postgres>,
-    post_id: PostId,
-    image_id: ImageId,
-    status: ImageStatus,
-    variants: &[Variant],
-    error: Option<&str>,
-    placeholder: Option<&str>,
-) -> Result<bool, sqlx::Error> {
-    let variants = serde_json::to_value(variants).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let updated = sqlx::query(
-        "UPDATE post_images SET status = $3, variants = $4, error = $5,
-                placeholder = COALESCE($6, placeholder)
-         WHERE post_id = $1 AND image_id = $2",
+/// One `image.processed`, as the post service records it.
+pub struct ImageResult<'a> {
+    pub event_id: EventId,
+    pub event_type: &'a str,
+    /// The post that owns the image, if a post does.
+    pub post: Option<PostId>,
+    pub image_id: ImageId,
+    pub status: ImageStatus,
+    pub variants: &'a [Variant],
+    pub error: Option<&'a str>,
+    pub placeholder: Option<&'a str>,
+}
+
+/// What became of an [`ImageResult`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Its event id was handled before: nothing changed.
+    Duplicate,
+    /// Recorded; `found` says whether the post still has the image.
+    Applied { found: bool },
+}
+
+/// Records what the image service reported for one image of one post, once
+/// per event: the inbox row and the image's new status commit together in
+/// one statement (a data-modifying CTE; the update runs only if the inbox
+/// row was new).
+pub async fn record_image_result_once(
+    pool: &PgPool,
+    result: &ImageResult<'_>,
+) -> Result<Recorded, sqlx::Error> {
+    let variants =
+        serde_json::to_value(result.variants).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let (recorded, found): (bool, bool) = sqlx::query_as(
+        "WITH recorded AS (
+             INSERT INTO inbox (event_id, event_type) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING RETURNING 1),
+         updated AS (
+             UPDATE post_images SET status = $5, variants = $6, error = $7,
+                    placeholder = COALESCE($8, placeholder)
+             WHERE post_id = $3 AND image_id = $4 AND EXISTS (SELECT 1 FROM recorded)
+             RETURNING 1)
+         SELECT EXISTS (SELECT 1 FROM recorded), EXISTS (SELECT 1 FROM updated)",
     )
-    .bind(post_id.0)
-    .bind(image_id.0)
-    .bind(status.as_str())
+    .bind(result.event_id.0)
+    .bind(result.event_type)
+    .bind(result.post.map(|p| p.0))
+    .bind(result.image_id.0)
+    .bind(result.status.as_str())
     .bind(variants)
-    .bind(error)
-    .bind(placeholder)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(updated == 1)
+    .bind(result.error)
+    .bind(result.placeholder)
+    .fetch_one(pool)
+    .await?;
+    Ok(match recorded {
+        false => Recorded::Duplicate,
+        true => Recorded::Applied { found },
+    })
 }
