@@ -23,7 +23,8 @@ if [ -d "$REPO_ROOT/../shared/corpus" ]; then
   export CORPUS_DIR
 fi
 
-# Leftovers of earlier (interrupted) runs: test vhosts and databases.
+# Leftovers of earlier runs: test vhosts, databases and buckets (s3s-fs
+# keeps each bucket as a directory; the tests leave theirs behind).
 for vhost in $(curl -sf -u guest:guest http://127.0.0.1:15672/api/vhosts |
   grep -o '"name":"test-[0-9a-f]*"' | cut -d'"' -f4); do
   curl -sf -u guest:guest -X DELETE "http://127.0.0.1:15672/api/vhosts/$vhost" >/dev/null || true
@@ -31,6 +32,7 @@ done
 psql -h 127.0.0.1 -U postgres -d postgres -tAc \
   "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'" |
   while read -r db; do [ -n "$db" ] && dropdb -h 127.0.0.1 -U postgres --if-exists "$db" || true; done
+find "$CACHE/s3-data" -mindepth 1 -maxdepth 1 -type d -name 'test-*' -exec rm -rf {} + 2>/dev/null || true
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
