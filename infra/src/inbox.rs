@@ -2,6 +2,12 @@
 use proto::EventId;
 use sqlx::{Postgres, Transaction};
 
+/// Records event `$1` of type `$2` as handled, unless it was before. A
+/// consumer may add `RETURNING 1` and run it inside a larger statement, so
+/// that the event's effect applies only when this row is new.
+pub const INSERT: &str =
+    "INSERT INTO inbox (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
 /// Records `event_id` as handled. Returns `false` when it was handled before,
 /// in which case the caller must not apply the event again.
 pub async fn record(
@@ -9,14 +15,12 @@ pub async fn record(
     event_id: EventId,
     event_type: &str,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO inbox (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    )
-    .bind(event_id.0)
-    .bind(event_type)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let inserted = sqlx::query(INSERT)
+        .bind(event_id.0)
+        .bind(event_type)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     Ok(inserted == 1)
 }
 

@@ -118,25 +118,24 @@ pub async fn lock(
     row.map(ImageRecord::try_from).transpose()
 }
 
-/// Attaches the image to `owner`. Built (`ready`) and in-progress
-/// (`processing`) images keep their status, so a re-attach never starts a
-/// second build; `pending` and `failed` ones are (re)queued as `pending`.
+/// The change that attaches an image to post `$2`. Built (`ready`) and
+/// in-progress (`processing`) images keep their status, so a re-attach never
+/// starts a second build; `pending` and `failed` ones are (re)queued.
+const ATTACH: &str = "SET state = 'attached', owner_type = 'post', owner_id = $2, abandoned_at = NULL,
+    process_status = CASE WHEN process_status IN ('ready', 'processing') THEN process_status ELSE 'pending' END,
+    updated_at = now()";
+
+/// Attaches the image to `owner` (see [`ATTACH`]).
 pub async fn attach(
     tx: &mut Transaction<'_, Postgres>,
     id: ImageId,
     owner: &Owner,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE images
-         SET state = 'attached', owner_type = 'post', owner_id = $2, abandoned_at = NULL,
-             process_status = CASE WHEN process_status IN ('ready', 'processing') THEN process_status ELSE 'pending' END,
-             updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(id.0)
-    .bind(owner.id)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(&format!("UPDATE images {ATTACH} WHERE id = $1"))
+        .bind(id.0)
+        .bind(owner.id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -151,10 +150,7 @@ pub async fn attach_unclaimed(
     uploader: &UserId,
 ) -> Result<Option<ImageRecord>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(&format!(
-        "UPDATE images
-         SET state = 'attached', owner_type = 'post', owner_id = $2, abandoned_at = NULL,
-             process_status = CASE WHEN process_status IN ('ready', 'processing') THEN process_status ELSE 'pending' END,
-             updated_at = now()
+        "UPDATE images {ATTACH}
          WHERE id = $1 AND uploader_id = $3 AND state IN ('uploaded', 'assigned', 'abandoned')
          RETURNING {COLUMNS}"
     ))

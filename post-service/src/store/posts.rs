@@ -284,17 +284,16 @@ pub async fn record_image_result_once(
 ) -> Result<Recorded, sqlx::Error> {
     let variants =
         serde_json::to_value(result.variants).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let (recorded, found): (bool, bool) = sqlx::query_as(
-        "WITH recorded AS (
-             INSERT INTO inbox (event_id, event_type) VALUES ($1, $2)
-             ON CONFLICT DO NOTHING RETURNING 1),
+    let (recorded, found): (bool, bool) = sqlx::query_as(&format!(
+        "WITH recorded AS ({inbox} RETURNING 1),
          updated AS (
              UPDATE post_images SET status = $5, variants = $6, error = $7,
                     placeholder = COALESCE($8, placeholder)
              WHERE post_id = $3 AND image_id = $4 AND EXISTS (SELECT 1 FROM recorded)
              RETURNING 1)
          SELECT EXISTS (SELECT 1 FROM recorded), EXISTS (SELECT 1 FROM updated)",
-    )
+        inbox = infra::inbox::INSERT
+    ))
     .bind(result.event_id.0)
     .bind(result.event_type)
     .bind(result.post.map(|p| p.0))
